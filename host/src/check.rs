@@ -1,0 +1,52 @@
+//! `tandem check`: everything `run` would do before serving, and a report.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+use crate::runtime::loader::load_dir;
+use crate::shared_state::SharedState;
+
+/// Loads every plugin and prints one line per plugin. Returns whether all
+/// of them loaded.
+pub fn run(config: &Config) -> anyhow::Result<bool> {
+    let runtime = Runtime::new(Arc::new(Metrics::new()), Arc::new(SharedState::default()))?;
+    let report = load_dir(&runtime, &config.plugin_dir).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot read plugin directory {}: {error}",
+            config.plugin_dir.display()
+        )
+    })?;
+    println!(
+        "config ok: listen={} upstream=http://{} admin={} plugins={}",
+        config.listen,
+        config.upstream,
+        config.admin,
+        config.plugin_dir.display()
+    );
+    for plugin in &report.loaded {
+        println!(
+            "ok      {:<20} order={:<4} hooks={:<30} failure={:<6} sha256={}",
+            &*plugin.name,
+            plugin.settings.order,
+            plugin.hooks.names().join(","),
+            format!("{:?}", plugin.settings.failure).to_lowercase(),
+            plugin.sha256,
+        );
+    }
+    for failure in &report.failed {
+        println!(
+            "FAILED  {:<20} {}: {}",
+            failure.name,
+            failure.file.display(),
+            failure.error
+        );
+    }
+    println!(
+        "{} plugin(s) ok, {} failed",
+        report.loaded.len(),
+        report.failed.len()
+    );
+    Ok(report.failed.is_empty())
+}

@@ -1,0 +1,461 @@
+//! Prometheus metrics: the host's own (`tandem_*`) and those that plugins
+//! create through the `metrics` import, exposed together on `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Most label pairs on one plugin metric.
+pub const MAX_LABELS: usize = 16;
+/// Longest metric name, label name or label value, in bytes.
+pub const MAX_LABEL_BYTES: usize = 256;
+/// Longest help text, in bytes.
+pub const MAX_HELP_BYTES: usize = 1024;
+
+/// Buckets for hook latency: hooks are expected to take microseconds.
+const HOOK_BUCKETS: &[f64] = &[
+    0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
+    0.001, 0.005, 0.025, 0.1, 0.5,
+];
+
+/// The host's metrics and the plugin-defined ones.
+pub struct Metrics {
+    registry: Registry,
+    requests_by_class: [IntCounter; 6],
+    request_duration: Histogram,
+    in_flight: IntGauge,
+    upstream_failures: IntCounterVec,
+    plugin_calls: IntCounterVec,
+    plugin_failures: IntCounterVec,
+    hook_duration: HistogramVec,
+    plugin_loads: IntCounterVec,
+    plugin_defined: RwLock<HashMap<String, PluginMetric>>,
+}
+
+/// A plugin's view of the host metrics for one of its hooks, resolved once
+/// per plugin version so the request path does no label lookups.
+#[derive(Clone)]
+pub struct HookMetrics {
+    calls: IntCounter,
+    duration: Histogram,
+    failures: IntCounterVec,
+    plugin: String,
+    hook: &'static str,
+}
+
+impl HookMetrics {
+    /// Counts one call and its duration.
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        self.calls.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failure of the given kind (`trap`, `error`, `invalid`, ...).
+    pub fn failed(&self, kind: &str) {
+        self.failures
+            .with_label_values(&[&self.plugin, self.hook, kind])
+            .inc();
+    }
+}
+
+enum PluginMetric {
+    Counter(IntCounterVec, Vec<String>),
+    Gauge(prometheus::GaugeVec, Vec<String>),
+    Histogram(HistogramVec, Vec<String>),
+}
+
+impl PluginMetric {
+    fn label_names(&self) -> &[String] {
+        match self {
+            PluginMetric::Counter(_, names)
+            | PluginMetric::Gauge(_, names)
+            | PluginMetric::Histogram(_, names) => names,
+        }
+    }
+
+    fn kind(&self) -> MetricKind {
+        match self {
+            PluginMetric::Counter(..) => MetricKind::Counter,
+            PluginMetric::Gauge(..) => MetricKind::Gauge,
+            PluginMetric::Histogram(..) => MetricKind::Histogram,
+        }
+    }
+}
+
+/// The kinds of plugin metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations in buckets.
+    Histogram,
+}
+
+/// What a plugin asks to do to one of its metrics.
+pub enum MetricUpdate {
+    /// Add to a counter.
+    CounterAdd(u64),
+    /// Set a gauge.
+    GaugeSet(f64),
+    /// Add to a gauge.
+    GaugeAdd(f64),
+    /// Observe a value in a histogram.
+    Observe(f64),
+}
+
+impl MetricUpdate {
+    fn kind(&self) -> MetricKind {
+        match self {
+            MetricUpdate::CounterAdd(_) => MetricKind::Counter,
+            MetricUpdate::GaugeSet(_) | MetricUpdate::GaugeAdd(_) => MetricKind::Gauge,
+            MetricUpdate::Observe(_) => MetricKind::Histogram,
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= MAX_LABEL_BYTES
+}
+
+fn check_metric_name(name: &str) -> Result<(), String> {
+    if !valid_name(name) {
+        return Err(format!(
+            "invalid metric name {name:?}: use [a-zA-Z_][a-zA-Z0-9_]*"
+        ));
+    }
+    if name.starts_with("tandem_") {
+        return Err(format!(
+            "metric name {name:?}: the tandem_ prefix is the host's"
+        ));
+    }
+    Ok(())
+}
+
+fn check_label_names<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Result<(), String> {
+    if names.len() > MAX_LABELS {
+        return Err(format!("more than {MAX_LABELS} labels"));
+    }
+    for name in names {
+        if !valid_name(name) || name.starts_with("__") {
+            return Err(format!("invalid label name {name:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("host metric names are unique and valid");
+    collector
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates the registry with the host's metrics.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tandem_requests_total",
+                    "Requests answered, by status class.",
+                ),
+                &["class"],
+            )
+            .expect("valid metric"),
+        );
+        let requests_by_class =
+            ["1xx", "2xx", "3xx", "4xx", "5xx", "other"].map(|c| requests.with_label_values(&[c]));
+        let request_duration = register(
+            &registry,
+            Histogram::with_opts(HistogramOpts::new(
+                "tandem_request_duration_seconds",
+                "Time from the request head to the last byte of the response.",
+            ))
+            .expect("valid metric"),
+        );
+        let in_flight = register(
+            &registry,
+            IntGauge::new("tandem_requests_in_flight", "Requests being handled.").expect("valid"),
+        );
+        let upstream_failures = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tandem_upstream_failures_total",
+                    "Upstream calls that failed, by reason (refused, timeout, error).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+        );
+        let plugin_calls = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tandem_plugin_calls_total",
+                    "Hook calls, by plugin and hook.",
+                ),
+                &["plugin", "hook"],
+            )
+            .expect("valid metric"),
+        );
+        let plugin_failures = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tandem_plugin_failures_total",
+                    "Hook calls that trapped, returned an error or returned something invalid.",
+                ),
+                &["plugin", "hook", "kind"],
+            )
+            .expect("valid metric"),
+        );
+        let hook_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "tandem_plugin_hook_duration_seconds",
+                    "Time spent in one hook call, instance checkout included.",
+                )
+                .buckets(HOOK_BUCKETS.to_vec()),
+                &["plugin", "hook"],
+            )
+            .expect("valid metric"),
+        );
+        let plugin_loads = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("tandem_plugin_loads_total", "Plugin loads, by outcome."),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        );
+        Self {
+            registry,
+            requests_by_class,
+            request_duration,
+            in_flight,
+            upstream_failures,
+            plugin_calls,
+            plugin_failures,
+            hook_duration,
+            plugin_loads,
+            plugin_defined: RwLock::default(),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn request_done(&self, status: u16, elapsed: std::time::Duration) {
+        let class = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            500..=599 => 4,
+            _ => 5,
+        };
+        self.requests_by_class[class].inc();
+        self.request_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// The in-flight request gauge.
+    pub fn in_flight(&self) -> &IntGauge {
+        &self.in_flight
+    }
+
+    /// Counts an upstream failure.
+    pub fn upstream_failed(&self, reason: &str) {
+        self.upstream_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a plugin load attempt (`ok` or `error`).
+    pub fn plugin_loaded(&self, outcome: &str) {
+        self.plugin_loads.with_label_values(&[outcome]).inc();
+    }
+
+    /// Resolves the metrics of one hook of one plugin.
+    pub fn hook(&self, plugin: &str, hook: &'static str) -> HookMetrics {
+        HookMetrics {
+            calls: self.plugin_calls.with_label_values(&[plugin, hook]),
+            duration: self.hook_duration.with_label_values(&[plugin, hook]),
+            failures: self.plugin_failures.clone(),
+            plugin: plugin.to_owned(),
+            hook,
+        }
+    }
+
+    /// Declares a plugin metric with help text, label names and buckets.
+    pub fn describe(
+        &self,
+        name: &str,
+        kind: MetricKind,
+        help: &str,
+        label_names: &[String],
+        buckets: &[f64],
+    ) -> Result<(), String> {
+        check_metric_name(name)?;
+        check_label_names(label_names.iter().map(String::as_str))?;
+        if help.len() > MAX_HELP_BYTES {
+            return Err(format!("help text longer than {MAX_HELP_BYTES} bytes"));
+        }
+        let mut defined = self
+            .plugin_defined
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = defined.get(name) {
+            if existing.kind() == kind && existing.label_names() == label_names {
+                return Ok(());
+            }
+            return Err(format!(
+                "metric {name:?} is already defined with another kind or labels"
+            ));
+        }
+        let metric = self.create(name, kind, help, label_names, buckets)?;
+        defined.insert(name.to_owned(), metric);
+        Ok(())
+    }
+
+    fn create(
+        &self,
+        name: &str,
+        kind: MetricKind,
+        help: &str,
+        label_names: &[String],
+        buckets: &[f64],
+    ) -> Result<PluginMetric, String> {
+        let labels: Vec<&str> = label_names.iter().map(String::as_str).collect();
+        let help = if help.is_empty() {
+            "Defined by a plugin."
+        } else {
+            help
+        };
+        let metric = match kind {
+            MetricKind::Counter => PluginMetric::Counter(
+                IntCounterVec::new(Opts::new(name, help), &labels).map_err(|e| e.to_string())?,
+                label_names.to_vec(),
+            ),
+            MetricKind::Gauge => PluginMetric::Gauge(
+                prometheus::GaugeVec::new(Opts::new(name, help), &labels)
+                    .map_err(|e| e.to_string())?,
+                label_names.to_vec(),
+            ),
+            MetricKind::Histogram => {
+                let mut opts = HistogramOpts::new(name, help);
+                if !buckets.is_empty() {
+                    opts = opts.buckets(buckets.to_vec());
+                }
+                PluginMetric::Histogram(
+                    HistogramVec::new(opts, &labels).map_err(|e| e.to_string())?,
+                    label_names.to_vec(),
+                )
+            }
+        };
+        let collector: Box<dyn prometheus::core::Collector> = match &metric {
+            PluginMetric::Counter(m, _) => Box::new(m.clone()),
+            PluginMetric::Gauge(m, _) => Box::new(m.clone()),
+            PluginMetric::Histogram(m, _) => Box::new(m.clone()),
+        };
+        self.registry
+            .register(collector)
+            .map_err(|e| e.to_string())?;
+        Ok(metric)
+    }
+
+    /// Applies a plugin's update, creating the metric on first use.
+    pub fn update(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+        update: MetricUpdate,
+    ) -> Result<(), String> {
+        for (key, value) in labels {
+            if key.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
+                return Err(format!("label {key:?} longer than {MAX_LABEL_BYTES} bytes"));
+            }
+        }
+        let known = {
+            let defined = self
+                .plugin_defined
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            defined.contains_key(name)
+        };
+        if !known {
+            let names: Vec<String> = labels.iter().map(|(k, _)| k.clone()).collect();
+            self.describe(name, update.kind(), "", &names, &[])?;
+        }
+        let defined = self
+            .plugin_defined
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let metric = defined
+            .get(name)
+            .ok_or_else(|| format!("metric {name:?} vanished"))?;
+        if metric.kind() != update.kind() {
+            return Err(format!("metric {name:?} is a {:?}", metric.kind()));
+        }
+        let values = ordered_values(metric.label_names(), labels)
+            .ok_or_else(|| format!("metric {name:?} has labels {:?}", metric.label_names()))?;
+        match (metric, update) {
+            (PluginMetric::Counter(m, _), MetricUpdate::CounterAdd(delta)) => {
+                m.with_label_values(&values).inc_by(delta)
+            }
+            (PluginMetric::Gauge(m, _), MetricUpdate::GaugeSet(value)) => {
+                m.with_label_values(&values).set(value)
+            }
+            (PluginMetric::Gauge(m, _), MetricUpdate::GaugeAdd(delta)) => {
+                m.with_label_values(&values).add(delta)
+            }
+            (PluginMetric::Histogram(m, _), MetricUpdate::Observe(value)) => {
+                m.with_label_values(&values).observe(value)
+            }
+            _ => unreachable!("kinds were compared above"),
+        }
+        Ok(())
+    }
+
+    /// Everything in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The label values in the metric's label-name order, if the names match.
+fn ordered_values<'a>(names: &[String], labels: &'a [(String, String)]) -> Option<Vec<&'a str>> {
+    if names.len() != labels.len() {
+        return None;
+    }
+    names
+        .iter()
+        .map(|name| {
+            labels
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        })
+        .collect()
+}

@@ -1,0 +1,156 @@
+//! Bodies that stream through untouched while the proxy counts their bytes,
+//! and the response body that reports the finished exchange.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// A request body on its way upstream, counting the bytes read.
+pub struct CountingBody {
+    inner: Incoming,
+    read: Arc<AtomicU64>,
+}
+
+impl CountingBody {
+    /// Wraps `inner`; `read` grows as data frames pass.
+    pub fn new(inner: Incoming, read: Arc<AtomicU64>) -> Self {
+        Self { inner, read }
+    }
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Called once when a response body has been sent in full, failed, or been
+/// dropped (the client went away).
+pub trait Completion: Send + 'static {
+    /// `sent` is the number of body bytes handed to the connection;
+    /// `complete` whether the body reached its end.
+    fn finish(self: Box<Self>, sent: u64, complete: bool);
+}
+
+enum Source {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+/// The body sent to the client: the upstream's, streamed, or a full one
+/// built by a plugin or the proxy.
+pub struct ResponseBody {
+    source: Source,
+    sent: u64,
+    completion: Option<Box<dyn Completion>>,
+}
+
+impl ResponseBody {
+    /// Streams the upstream's body.
+    pub fn upstream(body: Incoming) -> Self {
+        Self {
+            source: Source::Upstream(body),
+            sent: 0,
+            completion: None,
+        }
+    }
+
+    /// A body held in memory.
+    pub fn full(bytes: Bytes) -> Self {
+        Self {
+            source: Source::Full(Some(bytes).filter(|b| !b.is_empty())),
+            sent: 0,
+            completion: None,
+        }
+    }
+
+    /// Runs `completion` when the body is done.
+    pub fn on_complete(mut self, completion: Box<dyn Completion>) -> Self {
+        self.completion = Some(completion);
+        self
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(completion) = self.completion.take() {
+            completion.finish(self.sent, complete);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = match &mut self.source {
+            Source::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Source::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+                if self.is_end_stream() {
+                    self.finish(true);
+                }
+            }
+            Poll::Ready(None) => self.finish(true),
+            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Upstream(body) => body.is_end_stream(),
+            Source::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Upstream(body) => body.size_hint(),
+            Source::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Empty bodies are never polled, so they complete here too.
+        let complete = self.is_end_stream();
+        self.finish(complete);
+    }
+}

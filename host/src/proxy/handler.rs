@@ -1,0 +1,373 @@
+//! One request's way through Tandem:
+//!
+//! ```text
+//! client ─▶ on-request (1 → n) ─▶ upstream ─▶ on-response (n → 1) ─▶ client
+//!                                                   then on-log (n → 1)
+//! ```
+//!
+//! Bodies stream through; only heads are handed to plugins.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::body::{Completion, CountingBody, ResponseBody};
+use super::errors::ProxyError;
+use super::headers;
+use super::upgrade;
+use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
+use crate::metrics::Metrics;
+use crate::runtime::bindings::Exchange;
+use crate::runtime::exchange::{Properties, RequestHead, ResponseHead};
+use crate::runtime::plugin::PluginReply;
+
+/// The proxy: the current chain, the upstream and a pooled client for it.
+pub struct Proxy {
+    chain: Arc<ArcSwap<Chain>>,
+    client: Client<HttpConnector, CountingBody>,
+    upstream: http::uri::Authority,
+    upstream_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight(Arc<Metrics>);
+
+impl InFlight {
+    fn new(metrics: &Arc<Metrics>) -> Self {
+        metrics.in_flight().inc();
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight().dec();
+    }
+}
+
+/// What the log phase needs once the response body is done.
+struct LogJob {
+    chain: Arc<Chain>,
+    request: RequestHead,
+    response: ResponseHead,
+}
+
+/// Facts gathered along the way, reported when the exchange finishes.
+#[derive(Default)]
+struct Trail {
+    upstream_duration: Option<Duration>,
+    responded_by: Option<String>,
+    error: Option<String>,
+}
+
+struct ExchangeDone {
+    started: Instant,
+    status: StatusCode,
+    request_bytes: Arc<AtomicU64>,
+    trail: Trail,
+    log: Option<LogJob>,
+    _in_flight: InFlight,
+}
+
+impl Completion for ExchangeDone {
+    fn finish(self: Box<Self>, sent: u64, complete: bool) {
+        let elapsed = self.started.elapsed();
+        self._in_flight
+            .0
+            .request_done(self.status.as_u16(), elapsed);
+        let Some(job) = self.log else { return };
+        let mut error = self.trail.error;
+        if !complete && error.is_none() {
+            error = Some("response body not sent in full".into());
+        }
+        let exchange = Exchange {
+            status: self.status.as_u16(),
+            request_bytes: self.request_bytes.load(Ordering::Relaxed),
+            response_bytes: sent,
+            duration_us: micros(elapsed),
+            upstream_duration_us: self.trail.upstream_duration.map(micros),
+            responded_by: self.trail.responded_by,
+            error,
+        };
+        // The log phase must not hold up the connection that finished.
+        let run = move || job.chain.on_log(job.request, job.response, &exchange);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move { run() });
+            }
+            Err(_) => run(),
+        }
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    duration.as_micros().try_into().unwrap_or(u64::MAX)
+}
+
+/// A copy of a request head for the later phases (the original goes
+/// upstream). Extensions are connection plumbing and are not copied.
+fn copy_request_head(head: &RequestHead) -> RequestHead {
+    let mut copy = Request::new(());
+    *copy.method_mut() = head.parts.method.clone();
+    *copy.uri_mut() = head.parts.uri.clone();
+    *copy.version_mut() = head.parts.version;
+    *copy.headers_mut() = head.parts.headers.clone();
+    RequestHead {
+        parts: copy.into_parts().0,
+        client_addr: head.client_addr,
+        scheme: head.scheme,
+        properties: head.properties.clone(),
+    }
+}
+
+fn copy_response_head(parts: &http::response::Parts) -> ResponseHead {
+    let mut copy = Response::new(());
+    *copy.status_mut() = parts.status;
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    ResponseHead {
+        parts: copy.into_parts().0,
+    }
+}
+
+fn reply_response(reply: PluginReply) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(reply.body));
+    *response.status_mut() = reply.status;
+    *response.headers_mut() = reply.headers;
+    response
+}
+
+/// The error and its causes on one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Proxy {
+    /// A proxy to `upstream` that runs requests through `chain`.
+    pub fn new(
+        chain: Arc<ArcSwap<Chain>>,
+        upstream: http::uri::Authority,
+        upstream_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(upstream_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Self {
+            chain,
+            client,
+            upstream,
+            upstream_timeout,
+            metrics,
+        }
+    }
+
+    /// Handles one request from `client_addr`.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client_addr: SocketAddr,
+    ) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let in_flight = InFlight::new(&self.metrics);
+        let chain = self.chain.load_full();
+        let (mut parts, body) = request.into_parts();
+        let upgrade = headers::requested_upgrade(parts.version, &parts.headers);
+        let client_upgrade = match upgrade {
+            Some(_) => parts.extensions.remove::<OnUpgrade>(),
+            None => None,
+        };
+        let request_id = parts.headers.get("x-request-id").cloned();
+        let head = RequestHead {
+            parts,
+            client_addr,
+            scheme: "http",
+            properties: Properties::default(),
+        };
+
+        let (head, verdict) = chain.on_request(head);
+        let keep_request = chain.has_on_response() || chain.has_on_log();
+        let request_bytes = Arc::new(AtomicU64::new(0));
+        let mut trail = Trail::default();
+        let (kept_request, response, reached) = match verdict {
+            RequestVerdict::Forward => {
+                let kept = keep_request.then(|| copy_request_head(&head));
+                let response = match self.forward(head, body, upgrade, &request_bytes).await {
+                    Ok((mut response, took)) => {
+                        trail.upstream_duration = Some(took);
+                        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                            && let (Some(client), Some(upstream)) = (
+                                client_upgrade,
+                                response.extensions_mut().remove::<OnUpgrade>(),
+                            )
+                        {
+                            upgrade::splice(client, upstream);
+                        }
+                        response.map(ResponseBody::upstream)
+                    }
+                    Err((error, took)) => {
+                        trail.upstream_duration = took;
+                        self.metrics.upstream_failed(error.code());
+                        tracing::warn!(upstream = %self.upstream, "{error}");
+                        trail.error = Some(error.to_string());
+                        error.to_response(request_id.as_ref())
+                    }
+                };
+                (kept, response, chain.plugins().len())
+            }
+            RequestVerdict::Reply { by, reply } => {
+                trail.responded_by = Some(chain.name(by).to_owned());
+                (keep_request.then_some(head), reply_response(reply), by + 1)
+            }
+            RequestVerdict::Failed { by, failure } => {
+                let plugin = chain.name(by).to_owned();
+                trail.error = Some(format!("plugin {plugin} failed in on-request: {failure}"));
+                let response = ProxyError::PluginFailed { plugin }.to_response(request_id.as_ref());
+                (keep_request.then_some(head), response, by + 1)
+            }
+        };
+
+        let (mut parts, mut body) = response.into_parts();
+        let mut kept_request = kept_request;
+        if chain.has_on_response()
+            && let Some(request) = kept_request.take()
+        {
+            let (request, head, verdict) =
+                chain.on_response(request, ResponseHead { parts }, reached);
+            kept_request = Some(request);
+            parts = head.parts;
+            match verdict {
+                ResponseVerdict::Keep => {}
+                ResponseVerdict::Replace {
+                    by,
+                    body: replacement,
+                } => {
+                    trail.responded_by = Some(chain.name(by).to_owned());
+                    body = ResponseBody::full(replacement);
+                }
+                ResponseVerdict::Failed { by, failure } => {
+                    let plugin = chain.name(by).to_owned();
+                    trail.error = Some(format!("plugin {plugin} failed in on-response: {failure}"));
+                    let (error_parts, error_body) = ProxyError::PluginFailed { plugin }
+                        .to_response(request_id.as_ref())
+                        .into_parts();
+                    parts = error_parts;
+                    body = error_body;
+                }
+            }
+        }
+
+        let upgraded = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        let upgrade_headers = upgraded.then(|| {
+            (
+                parts.headers.get(http::header::UPGRADE).cloned(),
+                parts.headers.get(http::header::CONNECTION).cloned(),
+            )
+        });
+        headers::remove_hop_by_hop(&mut parts.headers);
+        if let Some((upgrade_value, connection)) = upgrade_headers {
+            restore_upgrade_headers(&mut parts.headers, upgrade_value, connection);
+        }
+
+        let log = match (chain.has_on_log(), kept_request) {
+            (true, Some(request)) => Some(LogJob {
+                chain: chain.clone(),
+                request,
+                response: copy_response_head(&parts),
+            }),
+            _ => None,
+        };
+        let done = ExchangeDone {
+            started,
+            status: parts.status,
+            request_bytes,
+            trail,
+            log,
+            _in_flight: in_flight,
+        };
+        Response::from_parts(parts, body.on_complete(Box::new(done)))
+    }
+
+    /// Sends the request to the upstream and waits for its response head.
+    async fn forward(
+        &self,
+        head: RequestHead,
+        body: Incoming,
+        upgrade: Option<HeaderValue>,
+        request_bytes: &Arc<AtomicU64>,
+    ) -> Result<(Response<Incoming>, Duration), (ProxyError, Option<Duration>)> {
+        let RequestHead {
+            mut parts,
+            client_addr,
+            scheme,
+            ..
+        } = head;
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(self.upstream.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| (ProxyError::UpstreamFailed(e.to_string()), None))?;
+        let authority = parts.uri.authority().cloned();
+        headers::for_upstream(
+            &mut parts.headers,
+            authority.as_ref(),
+            client_addr,
+            scheme,
+            upgrade,
+        );
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
+        let request = Request::from_parts(parts, CountingBody::new(body, request_bytes.clone()));
+        let sent = Instant::now();
+        match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok((response, sent.elapsed())),
+            Ok(Err(error)) => {
+                let detail = error_chain(&error);
+                let error = if error.is_connect() {
+                    ProxyError::UpstreamUnreachable(detail)
+                } else {
+                    ProxyError::UpstreamFailed(detail)
+                };
+                Err((error, Some(sent.elapsed())))
+            }
+            Err(_) => Err((ProxyError::UpstreamTimeout, Some(sent.elapsed()))),
+        }
+    }
+}
+
+fn restore_upgrade_headers(
+    headers: &mut http::HeaderMap,
+    upgrade: Option<HeaderValue>,
+    connection: Option<HeaderValue>,
+) {
+    if let Some(value) = upgrade {
+        headers.insert(http::header::UPGRADE, value);
+    }
+    if let Some(value) = connection {
+        headers.insert(http::header::CONNECTION, value);
+    }
+}

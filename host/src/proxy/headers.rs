@@ -1,0 +1,143 @@
+//! Header rules of a proxy: hop-by-hop headers stay on their hop, and the
+//! upstream learns who the client was.
+
+use std::net::SocketAddr;
+
+use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Version};
+
+/// Headers that describe one connection and never travel through a proxy
+/// (RFC 9110 section 7.6.1, plus the obsolete ones still seen in the wild).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// The protocol a client asks to switch to, if this is an HTTP/1.1 upgrade
+/// request (`Connection: upgrade` with an `Upgrade` header).
+pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 {
+        return None;
+    }
+    let asks = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(UPGRADE).cloned()).flatten()
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    // `TE: trailers` is end-to-end in practice (gRPC needs it).
+    let keeps_trailers = headers
+        .get(TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    if keeps_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Prepares the headers of a request for the upstream: hop-by-hop removed
+/// (an upgrade kept), `Host` kept or taken from the HTTP/2 authority, and
+/// `X-Forwarded-For` / `X-Forwarded-Proto` set.
+pub fn for_upstream(
+    headers: &mut HeaderMap,
+    authority: Option<&http::uri::Authority>,
+    client: SocketAddr,
+    scheme: &'static str,
+    upgrade: Option<HeaderValue>,
+) {
+    remove_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, protocol);
+    }
+    if !headers.contains_key(HOST)
+        && let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        headers.insert(HOST, value);
+    }
+    let client_ip = client.ip().to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        for_upstream(
+            &mut headers,
+            None,
+            "10.0.0.1:5".parse().unwrap(),
+            "http",
+            None,
+        );
+        assert!(headers.get("x-secret").is_none());
+        assert!(headers.get("keep-alive").is_none());
+        assert!(headers.get(CONNECTION).is_none());
+        assert_eq!(headers["x-kept"], "1");
+        assert_eq!(headers[TE], "trailers");
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn forwarded_for_appends_and_upgrade_survives() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        let upgrade = requested_upgrade(Version::HTTP_11, &headers);
+        assert_eq!(upgrade.as_ref().unwrap(), "websocket");
+        for_upstream(
+            &mut headers,
+            None,
+            "10.0.0.1:5".parse().unwrap(),
+            "http",
+            upgrade,
+        );
+        assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
+        assert_eq!(headers[UPGRADE], "websocket");
+        assert_eq!(headers[CONNECTION], "upgrade");
+    }
+}

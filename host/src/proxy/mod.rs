@@ -1,0 +1,11 @@
+//! The reverse proxy: listener, request flow through the chain, upstream
+//! client, bodies, headers and error responses.
+
+pub mod body;
+pub mod errors;
+pub mod handler;
+pub mod headers;
+pub mod server;
+pub mod upgrade;
+
+pub use handler::Proxy;

@@ -1,0 +1,141 @@
+//! The wasmtime engine: compiler settings, the pooling instance allocator
+//! (with a fallback), the epoch ticker that bounds CPU per hook, and the
+//! linker with every host import.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::PluginBindings;
+use super::state::HostState;
+
+/// How often the epoch advances; hook deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Largest linear memory one plugin instance may have in the pool.
+pub const MAX_POOLED_MEMORY_BYTES: usize = 512 << 20;
+
+/// Guest stack limit.
+pub const MAX_WASM_STACK_BYTES: usize = 1 << 20;
+
+/// How instances get their memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// Pre-reserved slots: instantiation in microseconds.
+    Pooling,
+    /// mmap per instance, used when the address space cannot be reserved.
+    OnDemand,
+}
+
+impl std::fmt::Display for Allocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Allocator::Pooling => "pooling",
+            Allocator::OnDemand => "on-demand",
+        })
+    }
+}
+
+/// Sizes of the instance pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    /// Component instances that may live at once, across all plugins.
+    pub instances: u32,
+}
+
+impl Default for PoolSize {
+    fn default() -> Self {
+        Self { instances: 1000 }
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(MAX_WASM_STACK_BYTES);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config
+}
+
+/// Builds an engine with the pooling allocator, or on demand if the pool's
+/// address space cannot be reserved (e.g. under a low `ulimit -v`).
+pub fn build_engine(pool: PoolSize) -> anyhow::Result<(Engine, Allocator)> {
+    let mut pooling = PoolingAllocationConfig::new();
+    // A component has a few core instances (the main module and shims).
+    pooling.total_component_instances(pool.instances);
+    pooling.total_core_instances(pool.instances.saturating_mul(4));
+    pooling.total_memories(pool.instances.saturating_mul(2));
+    pooling.total_tables(pool.instances.saturating_mul(4));
+    pooling.total_stacks(pool.instances);
+    pooling.max_memory_size(MAX_POOLED_MEMORY_BYTES);
+    pooling.max_memories_per_component(4);
+    pooling.max_tables_per_component(8);
+    pooling.table_elements(100_000);
+    pooling.max_core_instance_size(4 << 20);
+    pooling.max_component_instance_size(4 << 20);
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    match Engine::new(&config) {
+        Ok(engine) => Ok((engine, Allocator::Pooling)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot reserve the instance pool; allocating on demand");
+            let engine = Engine::new(&base_config())
+                .map_err(|e| anyhow::anyhow!("creating the wasm engine: {e:#}"))?;
+            Ok((engine, Allocator::OnDemand))
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread.
+    pub fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        // A weak engine would be nicer, but the engine outlives every store
+        // anyway; the thread ends when the ticker is dropped.
+        let engine = engine.clone();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tandem-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The linker with WASI (everything denied by the context) and the Tandem
+/// imports.
+pub fn build_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
+    PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+        .map_err(|e| anyhow::anyhow!("linking the Tandem imports: {e:#}"))?;
+    Ok(linker)
+}

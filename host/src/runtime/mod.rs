@@ -1,0 +1,52 @@
+//! Everything that touches wasmtime: the engine, the generated bindings, the
+//! host imports, plugin versions and the directory loader.
+
+pub mod bindings;
+pub mod engine;
+pub mod exchange;
+pub mod host_impl;
+pub mod loader;
+pub mod plugin;
+pub mod state;
+
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use crate::metrics::Metrics;
+use crate::shared_state::SharedState;
+use engine::{Allocator, EpochTicker, PoolSize};
+use state::HostState;
+
+/// The engine, linker and services that every plugin version shares.
+pub struct Runtime {
+    /// The wasmtime engine.
+    pub engine: Engine,
+    /// The linker with WASI and the Tandem imports.
+    pub linker: Linker<HostState>,
+    /// The instance allocator in use.
+    pub allocator: Allocator,
+    /// Host and plugin metrics.
+    pub metrics: Arc<Metrics>,
+    /// Shared state behind the `shared-state` import.
+    pub shared: Arc<SharedState>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling if possible), the linker and the ticker.
+    pub fn new(metrics: Arc<Metrics>, shared: Arc<SharedState>) -> anyhow::Result<Self> {
+        let (engine, allocator) = engine::build_engine(PoolSize::default())?;
+        let linker = engine::build_linker(&engine)?;
+        let ticker = EpochTicker::start(&engine);
+        Ok(Self {
+            engine,
+            linker,
+            allocator,
+            metrics,
+            shared,
+            _ticker: ticker,
+        })
+    }
+}
