@@ -28,17 +28,19 @@ impl App {
     /// Builds the runtime and loads the plugin directory. Any plugin that
     /// fails to load is returned as an error: at start-up, a missing plugin
     /// (an auth plugin, say) must not silently leave a gap in the chain.
-    pub fn start(config: Config) -> anyhow::Result<Self> {
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(SharedState::default());
         let runtime = Runtime::new(metrics, shared)?;
         tracing::info!(allocator = %runtime.allocator, "wasm runtime ready");
-        let report = load_dir(&runtime, &config.plugin_dir).map_err(|error| {
-            anyhow::anyhow!(
-                "cannot read plugin directory {}: {error}",
-                config.plugin_dir.display()
-            )
-        })?;
+        let report = load_dir(&runtime, &config.plugin_dir)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot read plugin directory {}: {error}",
+                    config.plugin_dir.display()
+                )
+            })?;
         if let Some(first) = report.failed.first() {
             anyhow::bail!(
                 "{} plugin(s) failed to load; first: {}: {}",

@@ -94,12 +94,12 @@ impl Chain {
     }
 
     /// Runs `on-request` in chain order until a plugin answers or fails.
-    pub fn on_request(&self, mut request: RequestHead) -> (RequestHead, RequestVerdict) {
+    pub async fn on_request(&self, mut request: RequestHead) -> (RequestHead, RequestVerdict) {
         for (position, plugin) in self.plugins.iter().enumerate() {
             if !plugin.hooks.on_request {
                 continue;
             }
-            let (back, outcome) = plugin.on_request(request);
+            let (back, outcome) = plugin.on_request(request).await;
             request = back;
             match outcome {
                 Ok(HookOutcome::Continue) => {}
@@ -131,7 +131,7 @@ impl Chain {
 
     /// Runs `on-response` in reverse order over the first `reached` plugins
     /// (those whose request phase ran).
-    pub fn on_response(
+    pub async fn on_response(
         &self,
         mut request: RequestHead,
         mut response: ResponseHead,
@@ -142,7 +142,7 @@ impl Chain {
             if !plugin.hooks.on_response {
                 continue;
             }
-            let (req_back, resp_back, outcome) = plugin.on_response(request, response);
+            let (req_back, resp_back, outcome) = plugin.on_response(request, response).await;
             request = req_back;
             response = resp_back;
             match outcome {
@@ -174,7 +174,7 @@ impl Chain {
     }
 
     /// Runs `on-log` in reverse order over every plugin that has it.
-    pub fn on_log(
+    pub async fn on_log(
         &self,
         mut request: RequestHead,
         mut response: ResponseHead,
@@ -184,7 +184,7 @@ impl Chain {
             if !plugin.hooks.on_log {
                 continue;
             }
-            let (req_back, resp_back, _) = plugin.on_log(request, response, exchange);
+            let (req_back, resp_back, _) = plugin.on_log(request, response, exchange).await;
             request = req_back;
             response = resp_back;
         }

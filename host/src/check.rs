@@ -10,14 +10,16 @@ use crate::shared_state::SharedState;
 
 /// Loads every plugin and prints one line per plugin. Returns whether all
 /// of them loaded.
-pub fn run(config: &Config) -> anyhow::Result<bool> {
+pub async fn run(config: &Config) -> anyhow::Result<bool> {
     let runtime = Runtime::new(Arc::new(Metrics::new()), Arc::new(SharedState::default()))?;
-    let report = load_dir(&runtime, &config.plugin_dir).map_err(|error| {
-        anyhow::anyhow!(
-            "cannot read plugin directory {}: {error}",
-            config.plugin_dir.display()
-        )
-    })?;
+    let report = load_dir(&runtime, &config.plugin_dir)
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read plugin directory {}: {error}",
+                config.plugin_dir.display()
+            )
+        })?;
     println!(
         "config ok: listen={} upstream=http://{} admin={} plugins={}",
         config.listen,

@@ -32,11 +32,7 @@ async fn shutdown_signal() {
 
 /// Runs Tandem until a shutdown signal, then drains.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let app = Arc::new(
-        tokio::task::spawn_blocking(move || App::start(config))
-            .await
-            .context("loading plugins")??,
-    );
+    let app = Arc::new(App::start(config).await.context("loading plugins")?);
     let listener = TcpListener::bind(app.config.listen)
         .await
         .with_context(|| format!("binding the proxy listener on {}", app.config.listen))?;

@@ -100,12 +100,12 @@ impl Completion for ExchangeDone {
             error,
         };
         // The log phase must not hold up the connection that finished.
-        let run = move || job.chain.on_log(job.request, job.response, &exchange);
+        let run = async move { job.chain.on_log(job.request, job.response, &exchange).await };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(async move { run() });
+                handle.spawn(run);
             }
-            Err(_) => run(),
+            Err(_) => tracing::warn!("no runtime to run on-log on; record dropped"),
         }
     }
 }
@@ -206,7 +206,7 @@ impl Proxy {
             properties: Properties::default(),
         };
 
-        let (head, verdict) = chain.on_request(head);
+        let (head, verdict) = chain.on_request(head).await;
         let keep_request = chain.has_on_response() || chain.has_on_log();
         let request_bytes = Arc::new(AtomicU64::new(0));
         let mut trail = Trail::default();
@@ -253,8 +253,9 @@ impl Proxy {
         if chain.has_on_response()
             && let Some(request) = kept_request.take()
         {
-            let (request, head, verdict) =
-                chain.on_response(request, ResponseHead { parts }, reached);
+            let (request, head, verdict) = chain
+                .on_response(request, ResponseHead { parts }, reached)
+                .await;
             kept_request = Some(request);
             parts = head.parts;
             match verdict {

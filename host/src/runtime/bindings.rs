@@ -10,6 +10,9 @@ mod generated {
         "tandem:plugin/types.request": crate::runtime::exchange::RequestHandle,
         "tandem:plugin/types.response": crate::runtime::exchange::ResponseHandle,
     },
+    // Hooks run on fibers so that a guest past its time slice yields its
+    // worker thread; host imports are plain functions.
+    exports: { default: async },
     });
 }
 

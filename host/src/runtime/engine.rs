@@ -133,7 +133,7 @@ impl Drop for EpochTicker {
 /// imports.
 pub fn build_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
     PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
         .map_err(|e| anyhow::anyhow!("linking the Tandem imports: {e:#}"))?;

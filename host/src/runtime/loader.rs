@@ -60,7 +60,11 @@ pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 }
 
 /// Compiles and initialises one plugin from its files.
-pub fn load_plugin(runtime: &Runtime, name: &str, wasm: &Path) -> Result<PluginVersion, String> {
+pub async fn load_plugin(
+    runtime: &Runtime,
+    name: &str,
+    wasm: &Path,
+) -> Result<PluginVersion, String> {
     if !valid_plugin_name(name) {
         return Err(format!(
             "invalid plugin name {name:?}: use 1 to 64 of [A-Za-z0-9_-]"
@@ -69,16 +73,23 @@ pub fn load_plugin(runtime: &Runtime, name: &str, wasm: &Path) -> Result<PluginV
     let settings = PluginSettings::load(&wasm.with_extension("toml")).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
     let sha256 = sha256_hex(&bytes);
-    let component = compile(&runtime.engine, &bytes).map_err(|e| e.to_string())?;
+    // Compiling takes milliseconds to seconds of CPU: keep it off the
+    // threads that serve requests.
+    let engine = runtime.engine.clone();
+    let component = tokio::task::spawn_blocking(move || compile(&engine, &bytes))
+        .await
+        .map_err(|e| format!("compiler task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     PluginVersion::load(runtime, name, wasm.to_owned(), sha256, &component, settings)
+        .await
         .map_err(|e| e.to_string())
 }
 
 /// Loads every plugin in `dir`, in chain order: by `order`, then by name.
-pub fn load_dir(runtime: &Runtime, dir: &Path) -> std::io::Result<LoadReport> {
+pub async fn load_dir(runtime: &Runtime, dir: &Path) -> std::io::Result<LoadReport> {
     let mut report = LoadReport::default();
     for (name, file) in plugin_files(dir)? {
-        match load_plugin(runtime, &name, &file) {
+        match load_plugin(runtime, &name, &file).await {
             Ok(version) => {
                 runtime.metrics.plugin_loaded("ok");
                 tracing::info!(plugin = %name, sha256 = %&version.sha256[..12], hooks = ?version.hooks.names(), "plugin loaded");

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use wasmtime::component::{Component, Resource};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::{Action, Exchange, HookSet, PluginBindings, PluginBindingsPre, Reply};
-use super::engine::EPOCH_TICK;
 use super::exchange::{RequestHandle, RequestHead, ResponseHandle, ResponseHead, parse_header};
 use super::state::{HostState, PluginServices};
 use crate::metrics::HookMetrics;
@@ -219,10 +218,6 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
     Component::new(engine, bytes).map_err(LoadError::Compile)
 }
 
-fn epoch_ticks(timeout: Duration) -> u64 {
-    (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
-}
-
 fn classify_trap(error: wasmtime::Error, deadline: Duration) -> HookFailure {
     if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
         return HookFailure::Timeout(deadline);
@@ -265,10 +260,23 @@ fn decide(result: Result<Action, String>) -> Result<HookOutcome, HookFailure> {
     }
 }
 
+/// The arguments of one hook call.
+enum HookCall<'a> {
+    Request,
+    Response,
+    Log(&'a Exchange),
+}
+
+/// What a hook call returned, before the host judges it.
+enum HookReturn {
+    Action(Result<Action, String>),
+    Logged,
+}
+
 impl PluginVersion {
     /// Links, type-checks against the world and initialises a compiled
     /// plugin. The first instance (which ran `init`) is kept for reuse.
-    pub fn load(
+    pub async fn load(
         runtime: &super::Runtime,
         name: &str,
         file: PathBuf,
@@ -306,40 +314,52 @@ impl PluginVersion {
             idle: Mutex::new(Vec::new()),
             metrics,
         };
-        let (first, hooks) = version.instantiate().map_err(LoadError::Init)?;
+        let (first, hooks) = version.instantiate().await.map_err(LoadError::Init)?;
         version.hooks = hooks;
         version.give_back(first);
         Ok(version)
     }
 
     /// A new instance with `init` run on it.
-    fn instantiate(&self) -> Result<(PluginInstance, Hooks), HookFailure> {
+    async fn instantiate(&self) -> Result<(PluginInstance, Hooks), HookFailure> {
         let state = HostState::new(self.services.clone(), self.settings.memory_limit_bytes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
+        // At every epoch tick the guest yields its thread (so a busy plugin
+        // cannot starve other requests) and traps once past its deadline.
+        store.epoch_deadline_callback(|context| {
+            if Instant::now() >= context.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
         // init may parse keys or compile patterns: give it ten hook deadlines.
         let init_deadline = self.settings.hook_timeout * 10;
-        store.set_epoch_deadline(epoch_ticks(init_deadline));
+        store.data_mut().deadline = Instant::now() + init_deadline;
         let bindings = self
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| HookFailure::Unavailable(format!("{e:#}")))?;
         let flags = bindings
             .tandem_plugin_hooks()
             .call_init(&mut store, &self.settings.config_json)
+            .await
             .map_err(|e| classify_trap(e, init_deadline))?
             .map_err(HookFailure::Error)?;
         Ok((PluginInstance { store, bindings }, Hooks::from_flags(flags)))
     }
 
-    fn checkout(&self) -> Result<PluginInstance, HookFailure> {
+    async fn checkout(&self) -> Result<PluginInstance, HookFailure> {
         if self.settings.instances == InstanceMode::Reuse {
             let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             if let Some(instance) = idle {
                 return Ok(instance);
             }
         }
-        self.instantiate().map(|(instance, _)| instance)
+        self.instantiate().await.map(|(instance, _)| instance)
     }
 
     fn give_back(&self, instance: PluginInstance) {
@@ -352,40 +372,76 @@ impl PluginVersion {
         }
     }
 
-    /// Runs one hook with the heads moved into a store, and moves them back.
-    /// A failed instance is dropped rather than reused.
-    fn call<R>(
-        &self,
-        hook: Hook,
-        request: RequestHead,
-        response: Option<ResponseHead>,
-        run: impl FnOnce(&PluginBindings, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> (RequestHead, Option<ResponseHead>, Result<R, HookFailure>) {
-        let started = Instant::now();
-        let metrics = match hook {
+    fn hook_metrics(&self, hook: Hook) -> &HookMetrics {
+        match hook {
             Hook::OnRequest => &self.metrics.on_request,
             Hook::OnResponse => &self.metrics.on_response,
             Hook::OnLog => &self.metrics.on_log,
+        }
+    }
+
+    /// Runs one hook with the heads moved into a store, and moves them back.
+    /// A failed instance is dropped rather than reused.
+    async fn call(
+        &self,
+        call: HookCall<'_>,
+        request: RequestHead,
+        response: Option<ResponseHead>,
+    ) -> (
+        RequestHead,
+        Option<ResponseHead>,
+        Result<HookReturn, HookFailure>,
+    ) {
+        let hook = match call {
+            HookCall::Request => Hook::OnRequest,
+            HookCall::Response => Hook::OnResponse,
+            HookCall::Log(_) => Hook::OnLog,
         };
-        let mut instance = match self.checkout() {
+        let started = Instant::now();
+        let mut instance = match self.checkout().await {
             Ok(instance) => instance,
             Err(failure) => {
-                self.record_failure(hook, metrics, &failure);
+                self.record_failure(hook, &failure);
                 return (request, response, Err(failure));
             }
         };
-        let store = &mut instance.store;
+        let PluginInstance { store, bindings } = &mut instance;
         store.data_mut().request = Some(request);
         store.data_mut().response = response;
-        store.set_epoch_deadline(epoch_ticks(self.settings.hook_timeout));
-        let result = run(&instance.bindings, store);
+        store.data_mut().deadline = Instant::now() + self.settings.hook_timeout;
+        store.set_epoch_deadline(1);
+        let hooks = bindings.tandem_plugin_hooks();
+        let request_handle = Resource::<RequestHandle>::new_borrow(0);
+        let result = match call {
+            HookCall::Request => hooks
+                .call_on_request(&mut *store, request_handle)
+                .await
+                .map(HookReturn::Action),
+            HookCall::Response => hooks
+                .call_on_response(
+                    &mut *store,
+                    request_handle,
+                    Resource::<ResponseHandle>::new_borrow(0),
+                )
+                .await
+                .map(HookReturn::Action),
+            HookCall::Log(exchange) => hooks
+                .call_on_log(
+                    &mut *store,
+                    request_handle,
+                    Resource::<ResponseHandle>::new_borrow(0),
+                    exchange,
+                )
+                .await
+                .map(|()| HookReturn::Logged),
+        };
         let request = store
             .data_mut()
             .request
             .take()
             .expect("the host put a request in");
         let response = store.data_mut().response.take();
-        metrics.observe(started.elapsed());
+        self.hook_metrics(hook).observe(started.elapsed());
         match result {
             Ok(value) => {
                 self.give_back(instance);
@@ -393,93 +449,76 @@ impl PluginVersion {
             }
             Err(error) => {
                 let failure = classify_trap(error, self.settings.hook_timeout);
-                self.record_failure(hook, metrics, &failure);
+                self.record_failure(hook, &failure);
                 (request, response, Err(failure))
             }
         }
     }
 
-    fn record_failure(&self, hook: Hook, metrics: &HookMetrics, failure: &HookFailure) {
-        metrics.failed(failure.kind());
+    fn record_failure(&self, hook: Hook, failure: &HookFailure) {
+        self.hook_metrics(hook).failed(failure.kind());
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let text = format!("{}: {failure}", hook.name());
         tracing::warn!(
             plugin = &*self.name,
             hook = hook.name(),
             kind = failure.kind(),
             "plugin failed: {failure}"
         );
+        let text = format!("{}: {failure}", hook.name());
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
     }
 
-    /// Counts a failure that the host found in what a hook returned.
-    fn invalid(&self, hook: Hook, failure: HookFailure) -> HookFailure {
-        let metrics = match hook {
-            Hook::OnRequest => &self.metrics.on_request,
-            Hook::OnResponse => &self.metrics.on_response,
-            Hook::OnLog => &self.metrics.on_log,
-        };
-        self.record_failure(hook, metrics, &failure);
-        failure
+    /// Judges what an `on-request` or `on-response` hook returned.
+    fn judge(
+        &self,
+        hook: Hook,
+        returned: Result<HookReturn, HookFailure>,
+    ) -> Result<HookOutcome, HookFailure> {
+        match returned? {
+            HookReturn::Action(action) => decide(action).inspect_err(|failure| {
+                // Errors the guest returned were not yet recorded; invalid
+                // results neither.
+                self.record_failure(hook, failure);
+            }),
+            HookReturn::Logged => Ok(HookOutcome::Continue),
+        }
     }
 
     /// Calls `on-request`.
-    pub fn on_request(
+    pub async fn on_request(
         &self,
         request: RequestHead,
     ) -> (RequestHead, Result<HookOutcome, HookFailure>) {
-        let (request, _, result) = self.call(Hook::OnRequest, request, None, |bindings, store| {
-            bindings
-                .tandem_plugin_hooks()
-                .call_on_request(store, Resource::<RequestHandle>::new_borrow(0))
-        });
-        let outcome = result.and_then(|r| decide(r).map_err(|f| self.invalid(Hook::OnRequest, f)));
-        (request, outcome)
+        let (request, _, returned) = self.call(HookCall::Request, request, None).await;
+        (request, self.judge(Hook::OnRequest, returned))
     }
 
     /// Calls `on-response`.
-    pub fn on_response(
+    pub async fn on_response(
         &self,
         request: RequestHead,
         response: ResponseHead,
     ) -> (RequestHead, ResponseHead, Result<HookOutcome, HookFailure>) {
-        let (request, response, result) = self.call(
-            Hook::OnResponse,
-            request,
-            Some(response),
-            |bindings, store| {
-                bindings.tandem_plugin_hooks().call_on_response(
-                    store,
-                    Resource::<RequestHandle>::new_borrow(0),
-                    Resource::<ResponseHandle>::new_borrow(0),
-                )
-            },
-        );
+        let (request, response, returned) =
+            self.call(HookCall::Response, request, Some(response)).await;
         let response = response.expect("the host put a response in");
-        let outcome = result.and_then(|r| decide(r).map_err(|f| self.invalid(Hook::OnResponse, f)));
-        (request, response, outcome)
+        (request, response, self.judge(Hook::OnResponse, returned))
     }
 
     /// Calls `on-log`.
-    pub fn on_log(
+    pub async fn on_log(
         &self,
         request: RequestHead,
         response: ResponseHead,
         exchange: &Exchange,
     ) -> (RequestHead, ResponseHead, Result<(), HookFailure>) {
-        let (request, response, result) =
-            self.call(Hook::OnLog, request, Some(response), |bindings, store| {
-                bindings.tandem_plugin_hooks().call_on_log(
-                    store,
-                    Resource::<RequestHandle>::new_borrow(0),
-                    Resource::<ResponseHandle>::new_borrow(0),
-                    exchange,
-                )
-            });
+        let (request, response, returned) = self
+            .call(HookCall::Log(exchange), request, Some(response))
+            .await;
         (
             request,
             response.expect("the host put a response in"),
-            result,
+            returned.map(|_| ()),
         )
     }
 

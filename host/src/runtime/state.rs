@@ -53,6 +53,8 @@ pub struct HostState {
     pub services: Arc<PluginServices>,
     /// Memory and table limits of this instance.
     pub limits: StoreLimits,
+    /// When the current call must end; checked at every epoch tick.
+    pub deadline: std::time::Instant,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -64,6 +66,7 @@ impl HostState {
             request: None,
             response: None,
             services,
+            deadline: std::time::Instant::now(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
                 .table_elements(100_000)

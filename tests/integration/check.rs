@@ -1,0 +1,130 @@
+//! `tandem check` and config errors: clear messages, right exit codes.
+
+use std::path::PathBuf;
+
+use crate::support::plugins::wasm;
+use crate::support::tandem::{check, write_config_dir};
+
+fn dir_with(plugins: &[(&str, PathBuf, Option<&str>)], extra_config: &str) -> tempfile::TempDir {
+    let plugins: Vec<_> = plugins
+        .iter()
+        .map(|(name, path, settings)| (name.to_string(), path.clone(), settings.map(str::to_owned)))
+        .collect();
+    write_config_dir("http://127.0.0.1:9", &plugins, extra_config)
+}
+
+#[test]
+fn good_plugins_print_one_line_each_with_their_digest() {
+    let dir = dir_with(
+        &[
+            (
+                "deny",
+                wasm("deny-path"),
+                Some("order = 20\n[config]\nprefixes = [\"/admin\"]\n"),
+            ),
+            (
+                "headers",
+                wasm("add-header"),
+                Some(
+                    "order = 10\nfailure = \"open\"\n[config]\nheaders = { x-served-by = \"tandem\" }\n",
+                ),
+            ),
+        ],
+        "",
+    );
+    let (code, output) = check(&dir.path().join("tandem.toml"));
+    assert_eq!(code, 0, "{output}");
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(wasm("deny-path")).unwrap(),
+        ))
+    };
+    let deny = output
+        .lines()
+        .find(|l| l.contains("deny"))
+        .expect("a line for deny");
+    assert!(
+        deny.contains("order=20")
+            && deny.contains("hooks=on-request")
+            && deny.contains("failure=closed"),
+        "{deny}"
+    );
+    assert!(deny.contains(&digest), "{deny}");
+    let headers = output
+        .lines()
+        .find(|l| l.contains("headers "))
+        .expect("a line for headers");
+    assert!(
+        headers.contains("hooks=on-response") && headers.contains("failure=open"),
+        "{headers}"
+    );
+}
+
+#[test]
+fn malformed_toml_names_the_line_and_exits_64() {
+    let dir = dir_with(&[], "upstream_timeout_ms = \n");
+    let (code, output) = check(&dir.path().join("tandem.toml"));
+    assert_eq!(code, 64, "{output}");
+    assert!(
+        output.contains("tandem.toml:4:") && output.contains("upstream_timeout_ms"),
+        "{output}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named_and_exits_64() {
+    let dir = dir_with(&[], "upstream_timeuot_ms = 5");
+    let (code, output) = check(&dir.path().join("tandem.toml"));
+    assert_eq!(code, 64, "{output}");
+    assert!(
+        output.contains("unknown field `upstream_timeuot_ms`"),
+        "{output}"
+    );
+    assert!(output.contains(":4:"), "{output}");
+}
+
+#[test]
+fn broken_plugins_are_named_with_the_reason() {
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), "this is not wasm").unwrap();
+    let cases: [(&str, PathBuf, Option<&str>, &str); 4] = [
+        (
+            "junk",
+            junk.path().to_owned(),
+            None,
+            "not a WebAssembly file",
+        ),
+        (
+            "stranger",
+            wasm("other-world"),
+            None,
+            "is not a tandem:plugin@0.1.0 plugin",
+        ),
+        (
+            "refuser",
+            wasm("bad-init"),
+            None,
+            "init failed: returned an error: bad-init refuses to start",
+        ),
+        (
+            "typo",
+            wasm("add-header"),
+            Some("ordr = 1\n"),
+            "unknown field `ordr`",
+        ),
+    ];
+    for (name, path, settings, expected) in cases {
+        let dir = dir_with(&[(name, path, settings)], "");
+        let (code, output) = check(&dir.path().join("tandem.toml"));
+        assert_eq!(code, 1, "{name}: {output}");
+        let line = output
+            .lines()
+            .find(|l| l.starts_with("FAILED"))
+            .unwrap_or_else(|| panic!("{name}: {output}"));
+        assert!(
+            line.contains(name) && line.contains(expected),
+            "{name}: {line}"
+        );
+    }
+}

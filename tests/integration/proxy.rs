@@ -1,0 +1,223 @@
+//! The proxy itself: pass-through, streaming, h2c, upgrades, upstream
+//! failures and graceful shutdown.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::support::client::{get, get_with, send_body};
+use crate::support::eventually;
+use crate::support::tandem::TandemBuilder;
+use crate::support::upstream::{Upstream, pattern};
+
+async fn plain_tandem(upstream: &Upstream) -> crate::support::tandem::Tandem {
+    TandemBuilder::new(format!("http://{}", upstream.addr))
+        .spawn()
+        .await
+}
+
+#[tokio::test]
+async fn get_and_post_pass_through_byte_exact_with_forwarding_headers() {
+    let upstream = Upstream::start().await;
+    let tandem = plain_tandem(&upstream).await;
+
+    let reply = get_with(
+        &tandem.url("/hello?x=1"),
+        &[
+            ("x-custom", "kept"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "dropped"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "hello from upstream");
+    let seen = upstream.seen_at("/hello?x=1");
+    assert_eq!(seen.len(), 1);
+    let headers = &seen[0].headers;
+    assert_eq!(headers["x-custom"], "kept");
+    assert!(
+        headers.get("x-hop").is_none(),
+        "headers named in Connection are hop-by-hop"
+    );
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(
+        headers["host"],
+        tandem.proxy.to_string(),
+        "the client's Host is kept"
+    );
+
+    let body: Vec<u8> = pattern(1 << 20).into_iter().rev().collect();
+    let reply = send_body(Method::POST, &tandem.url("/echo"), body.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("x-upstream"), Some("echo"));
+    assert!(reply.body == body, "POST body comes back byte-exact");
+}
+
+#[tokio::test]
+async fn ten_megabytes_stream_both_ways_and_chunked_bodies_pass() {
+    let upstream = Upstream::start().await;
+    let tandem = plain_tandem(&upstream).await;
+    let ten_mb = 10 * 1024 * 1024;
+
+    // Response: the upstream streams 10 MB without a length.
+    let reply = get(&tandem.url(&format!("/stream?bytes={ten_mb}"))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body.len(), ten_mb);
+    assert!(reply.body == pattern(ten_mb), "10 MB response byte-exact");
+
+    // Request: 10 MB sent chunked (no content-length), echoed back.
+    let stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let data = pattern(ten_mb);
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = data
+        .chunks(100_000)
+        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    let request = Request::post("/echo")
+        .header("host", "tandem")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(echoed.len(), ten_mb);
+    assert!(echoed == data, "chunked 10 MB request byte-exact");
+    let seen = upstream.seen_at("/echo");
+    assert_eq!(seen[0].method, Method::POST);
+    assert_eq!(seen[0].headers["transfer-encoding"], "chunked");
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_works() {
+    let upstream = Upstream::start().await;
+    let tandem = plain_tandem(&upstream).await;
+    let stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get(format!("http://{}/h2", tandem.proxy))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello from upstream");
+    let request = Request::post(format!("http://{}/echo", tandem.proxy))
+        .body(Full::new(Bytes::from_static(b"over h2")))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(
+        &response.into_body().collect().await.unwrap().to_bytes()[..],
+        b"over h2"
+    );
+    let seen = upstream.seen_at("/h2");
+    assert_eq!(
+        seen[0].headers["host"],
+        tandem.proxy.to_string(),
+        "authority becomes Host upstream"
+    );
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_through() {
+    // A real WebSocket echo server as the upstream.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() || message.is_binary() {
+                        socket.send(message).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let tandem = TandemBuilder::new(format!("http://{ws_addr}"))
+        .spawn()
+        .await;
+    let stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    let (mut socket, response) =
+        tokio_tungstenite::client_async(format!("ws://{}/ws", tandem.proxy), stream)
+            .await
+            .expect("upgrade through tandem");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for text in ["ping", "a second message"] {
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+            .unwrap();
+        let echoed = socket.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+}
+
+#[tokio::test]
+async fn refused_upstream_is_502_and_slow_upstream_is_504() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let tandem = TandemBuilder::new(format!("http://{closed}")).spawn().await;
+    let reply = get_with(&tandem.url("/"), &[("x-request-id", "req-502")]).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(json["error"], "upstream_unreachable");
+    assert_eq!(json["request_id"], "req-502");
+
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("upstream_timeout_ms = 300")
+        .spawn()
+        .await;
+    let started = std::time::Instant::now();
+    let reply = get(&tandem.url("/slow?ms=5000")).await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout, not the upstream, ended it"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(json["error"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn sigterm_drains_an_in_flight_request_then_exits() {
+    let upstream = Upstream::start().await;
+    let mut tandem = plain_tandem(&upstream).await;
+    let url = tandem.url("/slow?ms=1500");
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    assert!(
+        eventually(Duration::from_secs(5), async || !upstream
+            .seen_at("/slow?ms=1500")
+            .is_empty())
+        .await,
+        "the slow request reached the upstream"
+    );
+    tandem.terminate();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "slow done");
+    let status = tandem.wait(Duration::from_secs(10)).await;
+    assert!(status.success(), "clean exit after draining: {status:?}");
+    assert!(
+        TcpStream::connect(tandem.proxy).await.is_err(),
+        "no longer accepting"
+    );
+}

@@ -1,0 +1,193 @@
+//! Runs the real `tandem` binary against a plugin directory written for the
+//! test, and reads its addresses from the line it prints when ready.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::plugins;
+
+/// The `tandem` binary built for this test run.
+pub const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
+
+/// How long start-up (which compiles every plugin) may take.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Describes a Tandem to start.
+pub struct TandemBuilder {
+    upstream: String,
+    plugins: Vec<(String, PathBuf, Option<String>)>,
+    extra_config: String,
+}
+
+/// A running Tandem; killed when dropped.
+pub struct Tandem {
+    /// The proxy listener.
+    pub proxy: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    child: Child,
+    logs: Arc<Mutex<String>>,
+    /// Holds tandem.toml and the plugins until the test ends.
+    _dir: tempfile::TempDir,
+}
+
+/// Writes tandem.toml and the plugin directory into a new temp dir.
+pub fn write_config_dir(
+    upstream: &str,
+    plugins: &[(String, PathBuf, Option<String>)],
+    extra_config: &str,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("plugins");
+    std::fs::create_dir(&plugin_dir).unwrap();
+    for (name, wasm, settings) in plugins {
+        std::fs::copy(wasm, plugin_dir.join(format!("{name}.wasm"))).unwrap();
+        if let Some(settings) = settings {
+            std::fs::write(plugin_dir.join(format!("{name}.toml")), settings).unwrap();
+        }
+    }
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{extra_config}\n[plugins]\ndir = \"plugins\"\n"
+    );
+    std::fs::write(dir.path().join("tandem.toml"), config).unwrap();
+    dir
+}
+
+impl TandemBuilder {
+    /// A Tandem in front of `upstream` (`http://host:port`).
+    pub fn new(upstream: impl Into<String>) -> Self {
+        Self {
+            upstream: upstream.into(),
+            plugins: Vec::new(),
+            extra_config: String::new(),
+        }
+    }
+
+    /// Adds the plugin `crate_name` as `name`, with `settings` as NAME.toml.
+    pub fn plugin(mut self, name: &str, crate_name: &str, settings: &str) -> Self {
+        self.plugins.push((
+            name.into(),
+            plugins::wasm(crate_name),
+            Some(settings.into()),
+        ));
+        self
+    }
+
+    /// Adds top-level lines to tandem.toml.
+    pub fn config(mut self, lines: &str) -> Self {
+        self.extra_config.push_str(lines);
+        self.extra_config.push('\n');
+        self
+    }
+
+    /// Starts the binary and waits until it is listening.
+    pub async fn spawn(self) -> Tandem {
+        let dir = write_config_dir(&self.upstream, &self.plugins, &self.extra_config);
+        let mut child = Command::new(TANDEM)
+            .arg("run")
+            .arg("--config")
+            .arg(dir.path().join("tandem.toml"))
+            .env("TANDEM_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tandem");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buffer).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(START_TIMEOUT, stdout.next_line()).await;
+        let line = match line {
+            Ok(Ok(Some(line))) => line,
+            other => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                panic!(
+                    "tandem did not start ({other:?}); logs:\n{}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        let field = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        };
+        Tandem {
+            proxy: field("proxy="),
+            admin: field("admin="),
+            child,
+            logs,
+            _dir: dir,
+        }
+    }
+}
+
+impl Tandem {
+    /// A URL on the proxy listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Everything the process has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("tandem exits in time")
+            .unwrap()
+    }
+}
+
+/// Runs `tandem check --config DIR/tandem.toml` and returns the exit code and
+/// everything it printed.
+pub fn check(config: &Path) -> (i32, String) {
+    let output = std::process::Command::new(TANDEM)
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
