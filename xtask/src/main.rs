@@ -33,7 +33,7 @@ enum Command {
     /// two example plugins, until Ctrl-C (or, with --smoke, check it and stop).
     Demo(demo::DemoArgs),
     /// Run the checks CI runs: format, plugin build, tests, demo smoke test
-    /// (and clippy with --lint).
+    /// and clippy (skip it with --no-lint).
     Test(test::TestArgs),
     /// Measure requests/s, latency and memory side by side in one run, and
     /// the cost of one hook call; prints figures, never fails on them.
