@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Skip the nginx comparison (it may install nginx with apt-get).
     #[arg(long)]
     no_nginx: bool,
+    /// Run only the in-process hook-call measurement.
+    #[arg(long)]
+    hook_only: bool,
 }
 
 /// Runs `cargo xtask bench`.
@@ -48,9 +51,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let cost = runtime.block_on(hook_cost::measure(&workspace::plugin_component(
         "header-reader",
     )))?;
-    let rows = scenario::run_all(&runtime, shape, !args.no_nginx)?;
-    scenario::print_table(&rows, shape);
-    println!();
+    if !args.hook_only {
+        let rows = scenario::run_all(&runtime, shape, !args.no_nginx)?;
+        scenario::print_table(&rows, shape);
+        println!();
+    }
     println!("one hook call that reads one header (header-reader on-request, in-process):");
     println!(
         "  reused instance: {:>9.2} us/call",
