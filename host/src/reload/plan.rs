@@ -13,7 +13,7 @@ use crate::runtime::plugin::sha256_hex;
 
 /// A file counts as written once its size and modification time have not
 /// changed for this long.
-pub const SETTLE: Duration = Duration::from_millis(250);
+pub const SETTLE: Duration = Duration::from_millis(200);
 
 /// How long a scan waits for a file that keeps changing before it gives up
 /// on that file for this reload (a later change triggers another).
@@ -78,6 +78,14 @@ impl Stamp {
             device: meta.dev(),
         }
     }
+
+    /// Modified less than [`SETTLE`] ago. A time in the future (a clock
+    /// skewed between machines) says nothing either way: not young.
+    fn young(&self) -> bool {
+        self.modified
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age < SETTLE)
+    }
 }
 
 /// Why a file was not read.
@@ -120,13 +128,7 @@ async fn settle(paths: &[&Path]) -> Vec<PathBuf> {
     let stamps = |paths: &[&Path]| -> Vec<Option<Stamp>> {
         paths.iter().map(|path| stamp(path).ok()).collect()
     };
-    let young = |stamp: &Option<Stamp>| {
-        stamp.is_some_and(|s| {
-            s.modified
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .is_none_or(|age| age < SETTLE)
-        })
-    };
+    let young = |stamp: &Option<Stamp>| stamp.is_some_and(|s| s.young());
     let mut before = stamps(paths);
     loop {
         if !before.iter().any(young) {
@@ -150,9 +152,14 @@ async fn settle(paths: &[&Path]) -> Vec<PathBuf> {
     }
 }
 
-/// Reads a file, and checks that it did not change during the read.
+/// Reads a settled file, and checks that it did not change during the read
+/// (nor just before: a write in progress, such as a truncation followed by
+/// the new content, must not be taken for the new file).
 async fn read_checked(path: &Path) -> Result<Vec<u8>, ReadError> {
     let before = stamp(path)?;
+    if before.young() {
+        return Err(ReadError::Unsettled);
+    }
     let bytes = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == ErrorKind::NotFound => return Err(ReadError::Missing),
