@@ -146,10 +146,12 @@ impl Seen {
     /// only goes forward, so a response that mixed two chains, or an old
     /// chain after a new one, shows up here.
     fn follows(&self, before: &Seen) -> bool {
+        let removed_stays_removed = before.gone || !self.gone;
+        let added_stays_added = self.extra || !before.extra;
         self.version >= before.version
             && self.label >= before.label
-            && !(self.gone && !before.gone)
-            && !(!self.extra && before.extra)
+            && removed_stays_removed
+            && added_stays_added
             && self.cfg >= before.cfg
     }
 }
@@ -318,7 +320,7 @@ async fn under_steady_load_twenty_swaps_an_add_a_remove_and_a_config_change_fail
         client.await.unwrap();
     }
 
-    let problems = problems.lock().unwrap();
+    let problems = std::mem::take(&mut *problems.lock().unwrap());
     let requests = requests.load(Ordering::Relaxed);
     eprintln!("{requests} requests during {} changes", steps.len());
     for (name, took) in &took {
@@ -515,7 +517,7 @@ async fn a_configmap_data_link_swap_changes_every_plugin_at_once() {
     assert!(second, "logs:\n{}", tandem.logs());
     let reply = get(&tandem.url("/")).await;
     assert_eq!(reply.header("x-b"), Some("2"));
-    let mixed = mixed.lock().unwrap();
+    let mixed = std::mem::take(&mut *mixed.lock().unwrap());
     assert!(mixed.is_empty(), "responses mixing generations: {mixed:?}");
     for (name, before) in ["a", "b"].into_iter().zip(versions_before) {
         let entry = plugin(&tandem, name).await.unwrap();

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use wasmtime::component::Component;
 
@@ -89,6 +89,7 @@ pub struct Reloader {
     last: Mutex<Option<Finished>>,
     book: Mutex<Book>,
     plugin_dir: tokio::sync::watch::Sender<PathBuf>,
+    first_scan_at: SystemTime,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +125,7 @@ impl Reloader {
             }
         });
         let dir = &config.plugin_dir;
+        let first_scan_at = SystemTime::now();
         let scan = plan::scan(dir).await.map_err(|error| {
             anyhow::anyhow!("cannot read plugin directory {}: {error}", dir.display())
         })?;
@@ -166,6 +168,7 @@ impl Reloader {
             last: Mutex::new(None),
             book: Mutex::new(book),
             plugin_dir: tokio::sync::watch::Sender::new(dir.clone()),
+            first_scan_at,
         };
         Ok((reloader, chain))
     }
@@ -178,6 +181,12 @@ impl Reloader {
     /// The plugin directory in use, and its changes (the watcher follows it).
     pub fn plugin_dir(&self) -> tokio::sync::watch::Receiver<PathBuf> {
         self.plugin_dir.subscribe()
+    }
+
+    /// When the start-up load began reading the plugin directory: the
+    /// watcher, which starts later, checks for changes made since.
+    pub fn first_scan_at(&self) -> SystemTime {
+        self.first_scan_at
     }
 
     /// The artifact cache, if it is on.

@@ -9,7 +9,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
@@ -33,6 +33,24 @@ struct Watched {
 }
 
 impl Watched {
+    /// Whether the plugin directory, a file in it or the config file was
+    /// modified at or after `since` (give or take the coarse clock that
+    /// file systems stamp times with: a false alarm costs one reload).
+    fn changed_since(&self, since: SystemTime) -> bool {
+        let since = since - Duration::from_millis(20);
+        let newer = |path: &Path| {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified >= since)
+        };
+        let entries = std::fs::read_dir(&self.plugin_dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        newer(&self.plugin_dir)
+            || entries.iter().any(|path| newer(path))
+            || self.config_file.as_deref().is_some_and(newer)
+    }
+
     fn config_dir(&self) -> Option<PathBuf> {
         let file = self.config_file.as_ref()?;
         let parent = file.parent()?;
@@ -98,6 +116,13 @@ impl Watcher {
             tracing::warn!(dir = %config_dir.display(), %error, "cannot watch the config file; reload with SIGHUP or POST /reload");
         }
         tracing::info!(dir = %watched.plugin_dir.display(), "watching for plugin changes");
+        // Changes made while start-up was loading came before the watch:
+        // look for them once.
+        if watched.changed_since(app.reloader.first_scan_at()) {
+            tracing::info!("files changed during start-up: reloading");
+            let app = app.clone();
+            tokio::spawn(async move { reload(&app, Trigger::Files).await });
+        }
         Ok(tokio::spawn(watch(app, watcher, events, dirs, watched)))
     }
 }
@@ -196,6 +221,19 @@ mod tests {
             .add_path("/p/a.wasm.tmp".into())
             .add_path("/p/a.wasm".into());
         assert!(w.relevant(&rename));
+    }
+
+    #[test]
+    fn changes_since_a_moment_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wasm"), b"old").unwrap();
+        let watched = Watched {
+            plugin_dir: dir.path().to_owned(),
+            config_file: None,
+        };
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert!(!watched.changed_since(later));
+        assert!(watched.changed_since(SystemTime::now() - Duration::from_secs(60)));
     }
 
     #[test]
