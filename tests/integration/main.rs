@@ -4,5 +4,6 @@
 mod admin;
 mod chain;
 mod check;
+mod hot_swap;
 mod proxy;
 mod support;

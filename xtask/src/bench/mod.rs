@@ -8,6 +8,7 @@ mod hook_cost;
 mod load;
 mod nginx;
 mod scenario;
+mod swap;
 
 use std::time::Duration;
 
@@ -28,9 +29,20 @@ pub struct BenchArgs {
     /// Skip the nginx comparison (it may install nginx with apt-get).
     #[arg(long)]
     no_nginx: bool,
-    /// Run only the in-process hook-call measurement.
-    #[arg(long)]
-    hook_only: bool,
+    /// Run only these parts (default: all of them).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+/// The parts of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// Requests/s and latency: app direct, Tandem, nginx.
+    Proxy,
+    /// One hook call, in-process, reused and fresh instances.
+    Hook,
+    /// Hot swap: file change to serving, memory over many swaps.
+    Swap,
 }
 
 /// Runs `cargo xtask bench`.
@@ -48,22 +60,29 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let cost = runtime.block_on(hook_cost::measure(&workspace::plugin_component(
-        "header-reader",
-    )))?;
-    if !args.hook_only {
+    let wanted = |part: Part| args.only.is_empty() || args.only.contains(&part);
+    if wanted(Part::Proxy) {
         let rows = scenario::run_all(&runtime, shape, !args.no_nginx)?;
         scenario::print_table(&rows, shape);
         println!();
     }
-    println!("one hook call that reads one header (header-reader on-request, in-process):");
-    println!(
-        "  reused instance: {:>9.2} us/call",
-        cost.reused.as_secs_f64() * 1e6
-    );
-    println!(
-        "  fresh instance:  {:>9.2} us/call (instantiate + init + call)",
-        cost.fresh.as_secs_f64() * 1e6
-    );
+    if wanted(Part::Hook) {
+        let cost = runtime.block_on(hook_cost::measure(&workspace::plugin_component(
+            "header-reader",
+        )))?;
+        println!("one hook call that reads one header (header-reader on-request, in-process):");
+        println!(
+            "  reused instance: {:>9.2} us/call",
+            cost.reused.as_secs_f64() * 1e6
+        );
+        println!(
+            "  fresh instance:  {:>9.2} us/call (instantiate + init + call)",
+            cost.fresh.as_secs_f64() * 1e6
+        );
+        println!();
+    }
+    if wanted(Part::Swap) {
+        swap::run()?;
+    }
     Ok(())
 }
