@@ -89,6 +89,9 @@ pub struct FileConfig {
     /// Plugins.
     #[serde(default)]
     pub plugins: PluginsSection,
+    /// The records pipeline (access logs, application logs).
+    #[serde(default)]
+    pub records: crate::records::config::RecordsSection,
 }
 
 /// The `[plugins]` table.
@@ -114,6 +117,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where plugins live.
     pub plugin_dir: PathBuf,
+    /// Where records go and how application logs are received.
+    pub records: crate::records::config::RecordsConfig,
 }
 
 /// Values given on the command line or in the environment, which win over
@@ -205,6 +210,7 @@ impl Config {
             Some(dir) => dir,
             None => base.join(file.plugins.dir.unwrap_or_else(|| PathBuf::from("plugins"))),
         };
+        let records = crate::records::config::RecordsConfig::resolve(file.records, base, shown)?;
         Ok(Self {
             listen: overrides
                 .listen
@@ -224,6 +230,7 @@ impl Config {
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             plugin_dir,
+            records,
         })
     }
 }
