@@ -1,5 +1,5 @@
 //! The admin listener (loopback by default): `/healthz`, `/readyz`,
-//! `/plugins` and `/metrics`.
+//! `/plugins`, `/metrics`, and `POST /logs` for the application's logs.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -61,6 +61,9 @@ fn text(
 }
 
 async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() == "/logs" {
+        return crate::records::app_logs::handle(app, request).await;
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n");
     }
@@ -80,7 +83,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /healthz, /readyz, /plugins, /metrics\n",
+            "not found: try /healthz, /readyz, /plugins, /metrics, POST /logs\n",
         ),
     }
 }
