@@ -4,5 +4,6 @@
 mod admin;
 mod chain;
 mod check;
+mod logging;
 mod proxy;
 mod support;
