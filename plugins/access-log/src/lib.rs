@@ -13,7 +13,7 @@ mod settings;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tandem_sdk::{Action, AppLog, Config, Exchange, Plugin, Request, Response, records};
+use tandem_sdk::{Action, AppLog, Config, Exchange, Plugin, Request, Response, log, records};
 
 use access::RecordSettings;
 use app_logs::AppLogs;
@@ -94,9 +94,19 @@ impl Plugin for AccessLog {
         if given.as_deref().is_some_and(request_id::acceptable) {
             return Ok(Action::Continue);
         }
-        let id = request_id::generate().ok_or("no randomness to generate a request id")?;
-        req.set_header(&self.request_id_header, &id)
-            .map_err(|e| format!("cannot set `{}`: {e}", self.request_id_header))?;
+        // Never fail a request over its id: without one the record still
+        // gets a made-up id in on-log.
+        let Some(id) = request_id::generate() else {
+            log::warn("no randomness to generate a request id", &[]);
+            return Ok(Action::Continue);
+        };
+        if let Err(error) = req.set_header(&self.request_id_header, &id) {
+            let error = error.to_string();
+            log::warn(
+                "cannot set the request id header",
+                &[("header", &self.request_id_header), ("error", &error)],
+            );
+        }
         Ok(Action::Continue)
     }
 
