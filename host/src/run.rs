@@ -96,8 +96,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         app_logs.abort();
     }
     sweeper.abort();
-    // Access logs of the last requests are in the buffer now; give the sink
-    // a bounded time to write them.
+    // on-log runs as each response finishes, so the last requests' access
+    // records are queued now or moments later; the sink gets a bounded
+    // time to write what it holds (later records are counted as lost).
     let lost = app
         .records()
         .shutdown(app.config.records.flush_timeout)
