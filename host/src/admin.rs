@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default): `/healthz`, `/readyz`,
-//! `/plugins`, `/metrics`, and `POST /reload`.
+//! `/plugins`, `/metrics`, `POST /reload`, and `POST /logs` for the
+//! application's logs.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -69,6 +70,9 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use POST\n"),
         };
     }
+    if request.uri().path() == "/logs" {
+        return crate::records::app_logs::handle(app, request).await;
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n");
     }
@@ -88,7 +92,7 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /healthz, /readyz, /plugins, /metrics, POST /reload\n",
+            "not found: try /healthz, /readyz, /plugins, /metrics, POST /reload, POST /logs\n",
         ),
     }
 }

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use crate::chain::Chain;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::records::Records;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
 use crate::shared_state::SharedState;
@@ -32,7 +33,8 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(SharedState::default());
-        let runtime = Runtime::new(metrics, shared)?;
+        let records = Arc::new(Records::new(&config.records, &metrics)?);
+        let runtime = Runtime::new(metrics, shared, records)?;
         tracing::info!(allocator = %runtime.allocator, "wasm runtime ready");
         let (reloader, chain) = Reloader::start(&config, &runtime).await?;
         Ok(Self {
@@ -46,6 +48,11 @@ impl App {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.runtime.metrics
+    }
+
+    /// The records pipeline.
+    pub fn records(&self) -> &Arc<Records> {
+        &self.runtime.records
     }
 
     /// The process-wide shared state.

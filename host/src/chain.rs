@@ -1,5 +1,6 @@
 //! The plugin chain and its phases: `on-request` in chain order, then
-//! `on-response` and `on-log` in reverse order.
+//! `on-response` and `on-log` in reverse order; `on-app-log`, for the
+//! application's own log records, in chain order.
 //!
 //! A chain is immutable; a reload builds a new one and swaps it in, and
 //! each request keeps the chain it started with until it is finished.
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::plugin_settings::FailurePolicy;
-use crate::runtime::bindings::Exchange;
+use crate::runtime::bindings::{AppLog, Exchange};
 use crate::runtime::exchange::{RequestHead, ResponseHead};
 use crate::runtime::plugin::{HookFailure, HookOutcome, PluginReply, PluginVersion};
 
@@ -51,6 +52,29 @@ pub enum ResponseVerdict {
         /// What went wrong.
         failure: HookFailure,
     },
+}
+
+/// What the app-log phase decided.
+#[derive(Debug)]
+pub enum AppLogVerdict {
+    /// Send this record (as the last plugin returned it) to the sink.
+    Keep(AppLog),
+    /// The plugin at `by` dropped the record.
+    Dropped {
+        /// Position of the plugin in the chain.
+        by: usize,
+        /// Why.
+        reason: AppLogDrop,
+    },
+}
+
+/// Why the app-log phase dropped a record.
+#[derive(Debug)]
+pub enum AppLogDrop {
+    /// The plugin returned `none`.
+    Filtered,
+    /// The plugin, whose policy is `closed`, failed.
+    Failed(HookFailure),
 }
 
 /// The plugins of one chain version, in order.
@@ -171,6 +195,36 @@ impl Chain {
             }
         }
         (request, response, verdict)
+    }
+
+    /// Runs `on-app-log` in chain order; each plugin gets the record the
+    /// previous one returned. A failing plugin with policy `open` passes the
+    /// record on as it got it.
+    pub async fn on_app_log(&self, mut entry: AppLog) -> AppLogVerdict {
+        for (position, plugin) in self.plugins.iter().enumerate() {
+            if !plugin.hooks.on_app_log {
+                continue;
+            }
+            match plugin.on_app_log(&entry).await {
+                Ok(Some(next)) => entry = next,
+                Ok(None) => {
+                    return AppLogVerdict::Dropped {
+                        by: position,
+                        reason: AppLogDrop::Filtered,
+                    };
+                }
+                Err(failure) => match plugin.settings.failure {
+                    FailurePolicy::Open => {}
+                    FailurePolicy::Closed => {
+                        return AppLogVerdict::Dropped {
+                            by: position,
+                            reason: AppLogDrop::Failed(failure),
+                        };
+                    }
+                },
+            }
+        }
+        AppLogVerdict::Keep(entry)
     }
 
     /// Runs `on-log` in reverse order over every plugin that has it.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::records::Records;
 use crate::runtime::Runtime;
 use crate::runtime::loader::load_dir;
 use crate::shared_state::SharedState;
@@ -11,7 +12,11 @@ use crate::shared_state::SharedState;
 /// Loads every plugin and prints one line per plugin. Returns whether all
 /// of them loaded.
 pub async fn run(config: &Config) -> anyhow::Result<bool> {
-    let runtime = Runtime::new(Arc::new(Metrics::new()), Arc::new(SharedState::default()))?;
+    let metrics = Arc::new(Metrics::new());
+    // Opening the sink checks it (e.g. that the record file can be opened);
+    // the writer never starts, so stdout keeps only the report.
+    let records = Arc::new(Records::new(&config.records, &metrics)?);
+    let runtime = Runtime::new(metrics, Arc::new(SharedState::default()), records)?;
     let report = load_dir(&runtime, &config.plugin_dir)
         .await
         .map_err(|error| {

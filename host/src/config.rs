@@ -89,6 +89,9 @@ pub struct FileConfig {
     /// Plugins.
     #[serde(default)]
     pub plugins: PluginsSection,
+    /// The records pipeline (access logs, application logs).
+    #[serde(default)]
+    pub records: crate::records::config::RecordsSection,
 }
 
 /// The `[plugins]` table.
@@ -123,6 +126,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Whether file changes trigger a reload.
     pub watch: bool,
+    /// Where records go and how application logs are received.
+    pub records: crate::records::config::RecordsConfig,
     /// Where these settings came from, so a reload can read them again.
     pub origin: ConfigOrigin,
 }
@@ -248,6 +253,7 @@ impl Config {
             Some(dir) => Some(base.join(dir)),
             None => default_cache_dir(),
         };
+        let records = crate::records::config::RecordsConfig::resolve(file.records, base, shown)?;
         Ok(Self {
             listen: overrides
                 .listen
@@ -270,6 +276,7 @@ impl Config {
             cache_dir,
             watch: file.plugins.watch.unwrap_or(true),
             origin: ConfigOrigin::default(),
+            records,
         })
     }
 }

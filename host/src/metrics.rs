@@ -277,6 +277,12 @@ impl Metrics {
         }
     }
 
+    /// The registry, for host subsystems that register metrics of their
+    /// own (e.g. the records pipeline).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Counts one answered request.
     pub fn request_done(&self, status: u16, elapsed: std::time::Duration) {
         let class = match status {

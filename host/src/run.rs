@@ -1,4 +1,5 @@
-//! `tandem run`, as a checklist: build, bind, announce, serve, drain.
+//! `tandem run`, as a checklist: build, bind, announce, serve, drain, flush
+//! the records.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,15 +40,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(app.config.admin)
         .await
         .with_context(|| format!("binding the admin listener on {}", app.config.admin))?;
+    let app_logs_listener = match app.config.records.app_logs_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the app-log listener on {addr}"))?,
+        ),
+        None => None,
+    };
     let proxy_addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstream = %app.config.upstream, plugins = app.chain.load().plugins().len(), "tandem serving");
+    let logs_addr = app_logs_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstream = %app.config.upstream, plugins = app.chain.load().plugins().len(), records = app.records().sink_name(), "tandem serving");
     // Before the line below, so no change made after it goes unseen.
     let reload_triggers = crate::reload::start_triggers(&app);
-    // The one line on stdout: tests and scripts wait for it.
-    println!("tandem listening proxy={proxy_addr} admin={admin_addr}");
+    // The one line of Tandem's own on stdout: tests and scripts wait for
+    // it. Records (access logs, app logs) may follow it on stdout, so the
+    // record writer starts only now.
+    match logs_addr {
+        Some(logs) => {
+            println!("tandem listening proxy={proxy_addr} admin={admin_addr} logs={logs}")
+        }
+        None => println!("tandem listening proxy={proxy_addr} admin={admin_addr}"),
+    }
+    app.records().start();
 
     let admin = tokio::spawn(crate::admin::serve(admin_listener, app.clone()));
+    let app_logs = app_logs_listener
+        .map(|listener| tokio::spawn(crate::records::app_logs::serve(listener, app.clone())));
     let shared = app.shared_state().clone();
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
@@ -71,8 +94,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await;
     admin.abort();
+    if let Some(app_logs) = app_logs {
+        app_logs.abort();
+    }
     sweeper.abort();
     drop(reload_triggers);
-    tracing::info!(drained, "tandem stopped");
+    // on-log runs as each response finishes, so the last requests' access
+    // records are queued now or moments later; the sink gets a bounded
+    // time to write what it holds (later records are counted as lost).
+    let lost = app
+        .records()
+        .shutdown(app.config.records.flush_timeout)
+        .await;
+    tracing::info!(drained, records_lost = lost, "tandem stopped");
     Ok(())
 }

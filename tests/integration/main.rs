@@ -5,5 +5,6 @@ mod admin;
 mod chain;
 mod check;
 mod hot_swap;
+mod logging;
 mod proxy;
 mod support;

@@ -18,7 +18,7 @@ mod generated {
 
 use generated::{exports, tandem};
 
-pub use exports::tandem::plugin::hooks::HookSet;
+pub use exports::tandem::plugin::hooks::{AppLog, HookSet};
 pub use tandem::plugin::log::Level as LogLevel;
 pub use tandem::plugin::metrics::Kind as MetricKind;
 pub use tandem::plugin::shared_state::BucketDecision;
@@ -28,6 +28,7 @@ pub use tandem::plugin::types::{Action, EditError, Exchange, Reply};
 pub mod host_traits {
     pub use super::tandem::plugin::log::Host as LogHost;
     pub use super::tandem::plugin::metrics::Host as MetricsHost;
+    pub use super::tandem::plugin::records::Host as RecordsHost;
     pub use super::tandem::plugin::shared_state::Host as SharedStateHost;
     pub use super::tandem::plugin::types::{Host as TypesHost, HostRequest, HostResponse};
 }

@@ -1,10 +1,10 @@
 //! The host side of the plugin imports: request and response accessors,
-//! logging, metrics and shared state.
+//! logging, metrics, shared state and records.
 
 use wasmtime::component::Resource;
 
 use super::bindings::host_traits::{
-    HostRequest, HostResponse, LogHost, MetricsHost, SharedStateHost, TypesHost,
+    HostRequest, HostResponse, LogHost, MetricsHost, RecordsHost, SharedStateHost, TypesHost,
 };
 use super::bindings::{BucketDecision, EditError, LogLevel, MetricKind as WitMetricKind};
 use super::exchange::{
@@ -13,6 +13,7 @@ use super::exchange::{
 };
 use super::state::HostState;
 use crate::metrics::{MetricKind, MetricUpdate};
+use crate::records::metrics::Source;
 
 /// Longest log message a plugin may write, in bytes; longer ones are cut.
 pub const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
@@ -410,6 +411,17 @@ impl SharedStateHost for HostState {
 
     fn delete(&mut self, key: String) {
         self.services.shared.delete(&self.services.key(&key));
+    }
+}
+
+impl RecordsHost for HostState {
+    fn emit(&mut self, record: String) -> Result<(), String> {
+        // Already counted and (rate-limited) logged by the pipeline; the
+        // plugin gets the reason.
+        self.services
+            .records
+            .emit(Source::Plugin, record)
+            .map_err(|error| error.to_string())
     }
 }
 

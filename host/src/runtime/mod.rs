@@ -15,6 +15,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use crate::metrics::Metrics;
+use crate::records::Records;
 use crate::shared_state::SharedState;
 use engine::{Allocator, EpochTicker, PoolSize};
 use state::HostState;
@@ -31,12 +32,18 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     /// Shared state behind the `shared-state` import.
     pub shared: Arc<SharedState>,
+    /// The records pipeline behind the `records` import.
+    pub records: Arc<Records>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     /// Builds the engine (pooling if possible), the linker and the ticker.
-    pub fn new(metrics: Arc<Metrics>, shared: Arc<SharedState>) -> anyhow::Result<Self> {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        shared: Arc<SharedState>,
+        records: Arc<Records>,
+    ) -> anyhow::Result<Self> {
         let (engine, allocator) = engine::build_engine(PoolSize::default())?;
         let linker = engine::build_linker(&engine)?;
         let ticker = EpochTicker::start(&engine);
@@ -46,6 +53,7 @@ impl Runtime {
             allocator,
             metrics,
             shared,
+            records,
             _ticker: ticker,
         })
     }

@@ -12,7 +12,9 @@ use http::{HeaderMap, StatusCode};
 use wasmtime::component::{Component, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::bindings::{Action, Exchange, HookSet, PluginBindings, PluginBindingsPre, Reply};
+use super::bindings::{
+    Action, AppLog, Exchange, HookSet, PluginBindings, PluginBindingsPre, Reply,
+};
 use super::exchange::{RequestHandle, RequestHead, ResponseHandle, ResponseHead, parse_header};
 use super::state::{HostState, PluginServices};
 use crate::metrics::HookMetrics;
@@ -24,7 +26,7 @@ pub const MAX_REPLY_BODY_BYTES: usize = 4 << 20;
 /// most one instance per worker thread is busy at a time.
 pub const MAX_IDLE_INSTANCES: usize = 64;
 
-/// The three request hooks, by name.
+/// The hooks after `init`, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// `on-request`.
@@ -33,6 +35,8 @@ pub enum Hook {
     OnResponse,
     /// `on-log`.
     OnLog,
+    /// `on-app-log`.
+    OnAppLog,
 }
 
 impl Hook {
@@ -42,6 +46,7 @@ impl Hook {
             Hook::OnRequest => "on-request",
             Hook::OnResponse => "on-response",
             Hook::OnLog => "on-log",
+            Hook::OnAppLog => "on-app-log",
         }
     }
 }
@@ -55,6 +60,8 @@ pub struct Hooks {
     pub on_response: bool,
     /// Calls `on-log`.
     pub on_log: bool,
+    /// Calls `on-app-log`.
+    pub on_app_log: bool,
 }
 
 impl Hooks {
@@ -63,6 +70,7 @@ impl Hooks {
             on_request: flags.contains(HookSet::ON_REQUEST),
             on_response: flags.contains(HookSet::ON_RESPONSE),
             on_log: flags.contains(HookSet::ON_LOG),
+            on_app_log: flags.contains(HookSet::ON_APP_LOG),
         }
     }
 
@@ -72,6 +80,7 @@ impl Hooks {
             (self.on_request, Hook::OnRequest),
             (self.on_response, Hook::OnResponse),
             (self.on_log, Hook::OnLog),
+            (self.on_app_log, Hook::OnAppLog),
         ]
         .into_iter()
         .filter(|(on, _)| *on)
@@ -167,6 +176,7 @@ struct PluginHookMetrics {
     on_request: Option<HookMetrics>,
     on_response: Option<HookMetrics>,
     on_log: Option<HookMetrics>,
+    on_app_log: Option<HookMetrics>,
 }
 
 impl PluginHookMetrics {
@@ -176,6 +186,7 @@ impl PluginHookMetrics {
             on_request: resolve(hooks.on_request, Hook::OnRequest),
             on_response: resolve(hooks.on_response, Hook::OnResponse),
             on_log: resolve(hooks.on_log, Hook::OnLog),
+            on_app_log: resolve(hooks.on_app_log, Hook::OnAppLog),
         }
     }
 }
@@ -306,6 +317,7 @@ impl PluginVersion {
             name,
             runtime.metrics.clone(),
             runtime.shared.clone(),
+            runtime.records.clone(),
         ));
         let mut version = Self {
             name: name.into(),
@@ -386,6 +398,7 @@ impl PluginVersion {
             Hook::OnRequest => self.metrics.on_request.as_ref(),
             Hook::OnResponse => self.metrics.on_response.as_ref(),
             Hook::OnLog => self.metrics.on_log.as_ref(),
+            Hook::OnAppLog => self.metrics.on_app_log.as_ref(),
         }
     }
 
@@ -533,6 +546,46 @@ impl PluginVersion {
             response.expect("the host put a response in"),
             returned.map(|_| ()),
         )
+    }
+
+    /// Calls `on-app-log` with one application log record. `Ok(None)`: the
+    /// plugin dropped it. A returned record that is not valid (metadata not
+    /// a JSON object, ...) is a failure like any other.
+    pub async fn on_app_log(&self, entry: &AppLog) -> Result<Option<AppLog>, HookFailure> {
+        let hook = Hook::OnAppLog;
+        let started = Instant::now();
+        let mut instance = self.checkout().await.inspect_err(|failure| {
+            self.record_failure(hook, failure);
+        })?;
+        let PluginInstance { store, bindings } = &mut instance;
+        store.data_mut().deadline = Instant::now() + self.settings.hook_timeout;
+        store.set_epoch_deadline(1);
+        let result = bindings
+            .tandem_plugin_hooks()
+            .call_on_app_log(&mut *store, entry)
+            .await;
+        if let Some(metrics) = self.hook_metrics(hook) {
+            metrics.observe(started.elapsed());
+        }
+        let returned = match result {
+            Ok(returned) => {
+                self.give_back(instance);
+                returned
+            }
+            Err(error) => {
+                let failure = classify_trap(error, self.settings.hook_timeout);
+                self.record_failure(hook, &failure);
+                return Err(failure);
+            }
+        };
+        let judged = match returned {
+            Ok(Some(entry)) => crate::records::app_logs::check_entry(&entry)
+                .map(|_| Some(entry))
+                .map_err(HookFailure::Invalid),
+            Ok(None) => Ok(None),
+            Err(message) => Err(HookFailure::Error(message)),
+        };
+        judged.inspect_err(|failure| self.record_failure(hook, failure))
     }
 
     /// Idle instances in the pool.

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::exchange::{RequestHead, ResponseHead};
 use crate::metrics::Metrics;
+use crate::records::Records;
 use crate::shared_state::SharedState;
 
 /// Host services one plugin version reaches through its imports.
@@ -19,17 +20,25 @@ pub struct PluginServices {
     pub metrics: Arc<Metrics>,
     /// Where `shared-state` imports go.
     pub shared: Arc<SharedState>,
+    /// Where `records` imports go.
+    pub records: Arc<Records>,
     /// Prefix that keeps each plugin's shared-state keys apart.
     pub key_prefix: String,
 }
 
 impl PluginServices {
     /// Services for the plugin `name`.
-    pub fn new(name: &str, metrics: Arc<Metrics>, shared: Arc<SharedState>) -> Self {
+    pub fn new(
+        name: &str,
+        metrics: Arc<Metrics>,
+        shared: Arc<SharedState>,
+        records: Arc<Records>,
+    ) -> Self {
         Self {
             name: name.into(),
             metrics,
             shared,
+            records,
             key_prefix: format!("{name}\u{0}"),
         }
     }

@@ -3,7 +3,7 @@
 use std::cell::OnceCell;
 use std::thread::LocalKey;
 
-use crate::__private::{HookSet, RawExchange, RawRequest, RawResponse};
+use crate::__private::{HookSet, RawAppLog, RawExchange, RawRequest, RawResponse};
 use crate::{Action, Config, Plugin, Request, Response};
 
 /// Exports a [`Plugin`] type as the component's `hooks` interface.
@@ -81,6 +81,15 @@ macro_rules! export_plugin {
                 ) {
                     $crate::__private::on_log(&__TANDEM_PLUGIN, __TANDEM_HOOKS, req, resp, info)
                 }
+
+                fn on_app_log(
+                    entry: $crate::__private::RawAppLog,
+                ) -> ::core::result::Result<
+                    ::core::option::Option<$crate::__private::RawAppLog>,
+                    ::std::string::String,
+                > {
+                    $crate::__private::on_app_log(&__TANDEM_PLUGIN, __TANDEM_HOOKS, entry)
+                }
             }
 
             $crate::__private::export_component!(__TandemExport with_types_in $crate::bindings);
@@ -101,6 +110,8 @@ pub struct Hooks {
     pub on_response: bool,
     /// `on_log` was listed.
     pub on_log: bool,
+    /// `on_app_log` was listed.
+    pub on_app_log: bool,
 }
 
 impl Hooks {
@@ -109,6 +120,7 @@ impl Hooks {
         on_request: false,
         on_response: false,
         on_log: false,
+        on_app_log: false,
     };
 
     fn flags(self) -> HookSet {
@@ -116,6 +128,7 @@ impl Hooks {
         flags.set(HookSet::ON_REQUEST, self.on_request);
         flags.set(HookSet::ON_RESPONSE, self.on_response);
         flags.set(HookSet::ON_LOG, self.on_log);
+        flags.set(HookSet::ON_APP_LOG, self.on_app_log);
         flags
     }
 }
@@ -185,4 +198,16 @@ pub fn on_log<P: Plugin>(
     let _ = with_plugin(slot, |plugin| {
         plugin.on_log(Request::from_raw(req), Response::from_raw(resp), &info)
     });
+}
+
+/// The `on-app-log` export. An unlisted hook passes the record on.
+pub fn on_app_log<P: Plugin>(
+    slot: &'static Slot<P>,
+    hooks: Hooks,
+    entry: RawAppLog,
+) -> Result<Option<RawAppLog>, String> {
+    if !hooks.on_app_log {
+        return Ok(Some(entry));
+    }
+    with_plugin(slot, |plugin| plugin.on_app_log(entry))?
 }

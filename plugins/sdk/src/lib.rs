@@ -7,7 +7,7 @@
 //!
 //! # Phases
 //!
-//! The host calls a plugin in four phases, named the same everywhere (WIT,
+//! The host calls a plugin in these phases, named the same everywhere (WIT,
 //! host, SDK, metrics, docs):
 //!
 //! | phase         | when                                                    | a plugin may                           |
@@ -16,10 +16,11 @@
 //! | `on-request`  | in chain order, before the upstream is called           | edit the request, or answer the client |
 //! | `on-response` | in reverse chain order, with the response head          | edit the head, or replace the response |
 //! | `on-log`      | in reverse chain order, after the response was sent     | observe, log and count                 |
+//! | `on-app-log`  | in chain order, per application log record (`POST /logs`) | change the record, or drop it        |
 //!
 //! [`Plugin::init`] builds the plugin from its [`Config`]; the other phases
-//! are the methods [`Plugin::on_request`], [`Plugin::on_response`] and
-//! [`Plugin::on_log`]. The host calls only the hooks listed in
+//! are the methods [`Plugin::on_request`], [`Plugin::on_response`],
+//! [`Plugin::on_log`] and [`Plugin::on_app_log`]. The host calls only the hooks listed in
 //! [`export_plugin!`], so an unlisted hook costs nothing per request.
 //!
 //! A hook that returns `Err` goes through the plugin's failure policy in the
@@ -62,6 +63,7 @@
 //! wasm32-wasip2` then writes the component to
 //! `target/wasm32-wasip2/release/<crate_name>.wasm`.
 
+mod app_log;
 #[doc(hidden)]
 pub mod bindings;
 mod config;
@@ -69,8 +71,10 @@ mod export;
 mod http;
 pub mod log;
 pub mod metrics;
+pub mod records;
 pub mod shared;
 
+pub use app_log::AppLog;
 pub use config::Config;
 pub use http::{Action, EditError, Exchange, Reply, Request, Response};
 
@@ -115,6 +119,18 @@ pub trait Plugin: Sized + 'static {
     fn on_log(&self, req: &Request, resp: &Response, info: &Exchange) {
         let _ = (req, resp, info);
     }
+
+    /// Phase `on-app-log`: runs in chain order for every record of the
+    /// application's own log that arrives on `POST /logs`, before it goes
+    /// to the sink.
+    ///
+    /// Return the record, changed or not (add or redact
+    /// [metadata](AppLog::metadata_map)), or `None` to drop it; the next
+    /// plugin gets what you return. `Err` goes through the failure policy:
+    /// `open` passes the record on unchanged, `closed` drops it.
+    fn on_app_log(&self, entry: AppLog) -> Result<Option<AppLog>, String> {
+        Ok(Some(entry))
+    }
 }
 
 /// The glue that `export_plugin!` expands to. Not part of the API.
@@ -122,7 +138,8 @@ pub trait Plugin: Sized + 'static {
 pub mod __private {
     pub use crate::bindings::__tandem_export_component as export_component;
     pub use crate::bindings::exports::tandem::plugin::hooks::{
-        Exchange as RawExchange, Guest, HookSet, Request as RawRequest, Response as RawResponse,
+        AppLog as RawAppLog, Exchange as RawExchange, Guest, HookSet, Request as RawRequest,
+        Response as RawResponse,
     };
-    pub use crate::export::{Hooks, Slot, init, on_log, on_request, on_response};
+    pub use crate::export::{Hooks, Slot, init, on_app_log, on_log, on_request, on_response};
 }

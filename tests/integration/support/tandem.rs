@@ -32,8 +32,11 @@ pub struct Tandem {
     pub proxy: SocketAddr,
     /// The admin listener.
     pub admin: SocketAddr,
+    /// The line Tandem printed when ready (`tandem listening proxy=...`).
+    pub listening: String,
     child: Child,
     logs: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<Vec<String>>>,
     /// Holds tandem.toml and the plugins until the test ends.
     _dir: tempfile::TempDir,
 }
@@ -158,8 +161,15 @@ impl Tandem {
                 );
             }
         };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        // Keep draining stdout so the child never blocks on a full pipe, and
+        // keep what follows the listening line (records, for the stdout sink).
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = records.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
         let field = |key: &str| -> SocketAddr {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(key))
@@ -169,8 +179,10 @@ impl Tandem {
         Tandem {
             proxy: field("proxy="),
             admin: field("admin="),
+            listening: line.clone(),
             child,
             logs,
+            stdout: records,
             _dir: dir,
         }
     }
@@ -217,6 +229,11 @@ impl Tandem {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// The lines printed on stdout after the listening line so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// Sends SIGTERM.
