@@ -2,7 +2,10 @@
 //! 127.0.0.1 port 0, and plugins compiled from source in the same run.
 
 mod admin;
+mod auth;
 mod chain;
 mod check;
+mod metrics_plugin;
 mod proxy;
+mod rate_limit;
 mod support;

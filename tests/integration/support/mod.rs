@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod plugins;
+pub mod promtool;
 pub mod tandem;
 pub mod upstream;
 
