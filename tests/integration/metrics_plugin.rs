@@ -37,7 +37,7 @@ async fn counters_match_the_requests_and_promtool_accepts_the_output() {
         .plugin(
             "metrics",
             "metrics",
-            "order = 1\n[config]\nroutes = [\"/orders/{id}\", \"/status/{code}\", \"/files/{path...}\"]\n",
+            "order = 1\n[config]\nroutes = [\"/orders/{id}\", \"/status/{code}\", \"/files/{path...}\", \"/slow\"]\n",
         )
         .spawn()
         .await;
@@ -145,4 +145,19 @@ async fn counters_match_the_requests_and_promtool_accepts_the_output() {
         "in flight goes back to 0: {text}"
     );
     check_metrics(&text).unwrap();
+
+    // A request held by a slow upstream is in flight until it is done.
+    let slow_url = tandem.url("/slow?ms=1500");
+    let slow = tokio::spawn(async move { get(&slow_url).await });
+    let in_flight = async |value: f64| {
+        let text = get(&tandem.admin_url("/metrics")).await.text();
+        sample(
+            &text,
+            "http_requests_in_flight",
+            &[("method", "GET"), ("route", "/slow")],
+        ) == Some(value)
+    };
+    assert!(eventually(Duration::from_secs(5), async || in_flight(1.0).await).await);
+    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+    assert!(eventually(Duration::from_secs(5), async || in_flight(0.0).await).await);
 }
