@@ -87,6 +87,15 @@ impl Alg {
         ALL.into_iter().find(|alg| alg.name() == name)
     }
 
+    /// RFC 7518 3.2: an HMAC key at least as long as the hash output.
+    fn min_secret_bytes(self) -> usize {
+        match self {
+            Alg::Hs384 => 48,
+            Alg::Hs512 => 64,
+            _ => 32,
+        }
+    }
+
     fn is_hmac(self) -> bool {
         matches!(self, Alg::Hs256 | Alg::Hs384 | Alg::Hs512)
     }
@@ -244,12 +253,7 @@ impl KeySet {
                         .map(|s| s.len())
                 })
                 .unwrap_or(0);
-            // RFC 7518 3.2: a key at least as long as the hash output.
-            let min = match alg {
-                Alg::Hs384 => 48,
-                Alg::Hs512 => 64,
-                _ => 32,
-            };
+            let min = alg.min_secret_bytes();
             if len < min {
                 return Err(at(format!(
                     "an {} secret must be at least {min} bytes",
@@ -317,6 +321,13 @@ impl KeySet {
                     let secret = field("k")
                         .and_then(decode_base64)
                         .ok_or_else(|| at("`k` is missing or not base64url".to_owned()))?;
+                    if secret.len() < alg.min_secret_bytes() {
+                        return Err(at(format!(
+                            "an {} secret must be at least {} bytes",
+                            alg.name(),
+                            alg.min_secret_bytes()
+                        )));
+                    }
                     Verifier::hmac(alg, &secret)
                 } else {
                     Verifier::from_jwk(alg, &text)

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tandem_sdk::metrics::{self, Kind};
-use tandem_sdk::{Action, Config, Plugin, Request, log};
+use tandem_sdk::{Action, Config, Plugin, Request, log, properties};
 
 use crate::api_key::ApiKeys;
 use crate::cache::TokenCache;
@@ -189,18 +189,18 @@ impl Auth {
                 );
             }
         }
-        let mut properties = vec![
-            ("auth.subject", identity.subject.as_str()),
-            ("auth.method", identity.method.as_str()),
+        let mut bag = vec![
+            (properties::AUTH_SUBJECT, identity.subject.as_str()),
+            (properties::AUTH_METHOD, identity.method.as_str()),
         ];
         if let Some(key_id) = &identity.key_id {
-            properties.push(("auth.key-id", key_id));
+            bag.push((properties::AUTH_KEY_ID, key_id));
         }
         let scopes = identity.scopes.join(" ");
         if !scopes.is_empty() {
-            properties.push(("auth.scopes", &scopes));
+            bag.push((properties::AUTH_SCOPES, &scopes));
         }
-        for (key, value) in properties {
+        for (key, value) in bag {
             req.set_property(key, value)
                 .map_err(|_| "identity too large to forward")?;
         }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tandem_sdk::Request;
 use tandem_sdk::routes::RouteMatch;
+use tandem_sdk::{Request, properties};
 
 /// Key values longer than this are hashed, so a long header cannot push a
 /// key past the host's key limit (or make two clients share a truncated key).
@@ -98,8 +98,8 @@ impl Source {
                 })
             }
             Source::Header(name) => req.header(name),
-            Source::ApiKey => req.property("auth.key-id"),
-            Source::Subject => req.property("auth.subject"),
+            Source::ApiKey => req.property(properties::AUTH_KEY_ID),
+            Source::Subject => req.property(properties::AUTH_SUBJECT),
             Source::Property(name) => req.property(name),
         };
         value.filter(|v| !v.is_empty())

@@ -69,6 +69,7 @@ mod export;
 mod http;
 pub mod log;
 pub mod metrics;
+pub mod properties;
 pub mod routes;
 pub mod shared;
 
