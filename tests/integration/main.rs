@@ -2,9 +2,12 @@
 //! 127.0.0.1 port 0, and plugins compiled from source in the same run.
 
 mod admin;
+mod auth;
 mod chain;
 mod check;
 mod hot_swap;
 mod logging;
+mod metrics_plugin;
 mod proxy;
+mod rate_limit;
 mod support;

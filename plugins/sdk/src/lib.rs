@@ -72,6 +72,8 @@ mod http;
 pub mod log;
 pub mod metrics;
 pub mod records;
+pub mod properties;
+pub mod routes;
 pub mod shared;
 
 pub use app_log::AppLog;

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod collector;
 pub mod plugins;
+pub mod promtool;
 pub mod tandem;
 pub mod upstream;
 
