@@ -326,6 +326,15 @@ async fn under_steady_load_twenty_swaps_an_add_a_remove_and_a_config_change_fail
     for (name, took) in &took {
         eprintln!("  {name}: served after {} ms", took.as_millis());
     }
+    // What the reloads said, should an assertion below fail.
+    for line in tandem.logs().lines() {
+        if ["reload:", "not loaded", "plugin loaded"]
+            .iter()
+            .any(|w| line.contains(w))
+        {
+            eprintln!("{line}");
+        }
+    }
     assert!(
         problems.is_empty(),
         "{} of {requests} requests failed or went backwards, first: {:?}",
@@ -353,7 +362,9 @@ async fn under_steady_load_twenty_swaps_an_add_a_remove_and_a_config_change_fail
     );
     assert_eq!(
         metric(&metrics, "tandem_reloads_total{outcome=\"error\"}"),
-        None
+        None,
+        "logs:\n{}",
+        tandem.logs()
     );
 }
 
