@@ -132,6 +132,7 @@ impl Reloader {
         let mut failures: Vec<(String, String)> = scan
             .unreadable
             .iter()
+            .chain(&scan.pending)
             .map(|u| (u.name.clone(), u.error.clone()))
             .collect();
         let mut plugins = BTreeMap::new();
@@ -312,6 +313,15 @@ impl Reloader {
                 kept_previous: current.is_some(),
             });
         }
+        for pending in &scan.pending {
+            // Its next change triggers another reload; until then the
+            // version serving (if any) stays, and this is not a failure.
+            if let Some(current) = live.plugins.get(&pending.name) {
+                next.insert(pending.name.clone(), current.clone());
+            }
+            tracing::info!(plugin = %pending.name, "not read yet: {}", pending.error);
+            report.pending.push(pending.name.clone());
+        }
         report.removed = plan::removed(&live.plugins, &scan)
             .into_iter()
             .map(str::to_owned)
@@ -334,12 +344,7 @@ impl Reloader {
             book.failed(&failure.name, failure.file.clone(), failure.error.clone());
         }
         // A failed plugin whose files are gone is no longer news.
-        let present: Vec<&str> = scan
-            .found
-            .iter()
-            .map(|f| f.name.as_str())
-            .chain(scan.unreadable.iter().map(|u| u.name.as_str()))
-            .collect();
+        let present: Vec<&str> = scan.names().collect();
         book.settle_all_except(&present);
         report.failed = failed;
         report

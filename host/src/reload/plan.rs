@@ -56,8 +56,36 @@ pub struct Unreadable {
 pub struct Scan {
     /// Plugins whose files were read.
     pub found: Vec<Found>,
-    /// Plugins whose files were there but not readable or still changing.
+    /// Plugins whose files were there but could not be read or used.
     pub unreadable: Vec<Unreadable>,
+    /// Plugins whose files changed while being read or kept changing: not
+    /// a failure, they are read again on their next change.
+    pub pending: Vec<Unreadable>,
+}
+
+impl Scan {
+    /// Every plugin name whose files are in the directory.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.found
+            .iter()
+            .map(|f| f.name.as_str())
+            .chain(self.unreadable.iter().map(|u| u.name.as_str()))
+            .chain(self.pending.iter().map(|u| u.name.as_str()))
+    }
+
+    /// Records a file that could not be used, as pending if it was still
+    /// changing.
+    fn skip(&mut self, name: &str, wasm_path: &Path, path: &Path, error: ReadError) {
+        let entry = Unreadable {
+            name: name.to_owned(),
+            wasm_path: wasm_path.to_owned(),
+            error: format!("{}: {error}", path.display()),
+        };
+        match error {
+            ReadError::Unsettled => self.pending.push(entry),
+            _ => self.unreadable.push(entry),
+        }
+    }
 }
 
 /// What a file looked like at one moment.
@@ -97,6 +125,8 @@ enum ReadError {
     Unsettled,
     /// Any other I/O error.
     Io(std::io::Error),
+    /// Not UTF-8 (`NAME.toml` only).
+    NotText,
 }
 
 impl std::fmt::Display for ReadError {
@@ -107,6 +137,7 @@ impl std::fmt::Display for ReadError {
                 f.write_str("still being written; it is read again on its next change")
             }
             ReadError::Io(error) => write!(f, "{error}"),
+            ReadError::NotText => f.write_str("not UTF-8 text"),
         }
     }
 }
@@ -212,25 +243,15 @@ async fn scan_once(dir: &Path) -> std::io::Result<Scan> {
             .iter()
             .find(|p| **p == wasm_path || **p == settings_path)
         {
-            scan.unreadable.push(Unreadable {
-                name,
-                error: format!("{}: {}", path.display(), ReadError::Unsettled),
-                wasm_path,
-            });
+            scan.skip(&name, &wasm_path, path, ReadError::Unsettled);
             continue;
         }
-        let unreadable = |error: String| Unreadable {
-            name: name.clone(),
-            wasm_path: wasm_path.clone(),
-            error,
-        };
         let wasm = match read_checked(&wasm_path).await {
             Ok(bytes) => bytes,
             // Deleted since the listing: the plugin is gone.
             Err(ReadError::Missing) => continue,
             Err(error) => {
-                scan.unreadable
-                    .push(unreadable(format!("{}: {error}", wasm_path.display())));
+                scan.skip(&name, &wasm_path, &wasm_path, error);
                 continue;
             }
         };
@@ -238,17 +259,13 @@ async fn scan_once(dir: &Path) -> std::io::Result<Scan> {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => Some(text),
                 Err(_) => {
-                    scan.unreadable.push(unreadable(format!(
-                        "{}: not UTF-8 text",
-                        settings_path.display()
-                    )));
+                    scan.skip(&name, &wasm_path, &settings_path, ReadError::NotText);
                     continue;
                 }
             },
             Err(ReadError::Missing) => None,
             Err(error) => {
-                scan.unreadable
-                    .push(unreadable(format!("{}: {error}", settings_path.display())));
+                scan.skip(&name, &wasm_path, &settings_path, error);
                 continue;
             }
         };
@@ -300,13 +317,11 @@ pub fn change(found: &Found, serving: Option<&Serving>) -> Change {
 /// Names that are serving but whose files are no longer there. A plugin
 /// whose files exist but could not be read is not removed.
 pub fn removed<'a, V>(serving: &'a BTreeMap<String, V>, scan: &Scan) -> Vec<&'a str> {
+    let present: Vec<&str> = scan.names().collect();
     serving
         .keys()
-        .filter(|name| {
-            !scan.found.iter().any(|f| &f.name == *name)
-                && !scan.unreadable.iter().any(|u| &u.name == *name)
-        })
         .map(String::as_str)
+        .filter(|name| !present.contains(name))
         .collect()
 }
 
@@ -357,7 +372,7 @@ mod tests {
 
     #[test]
     fn only_plugins_without_files_are_removed() {
-        let serving: BTreeMap<String, ()> = ["a", "b", "c"]
+        let serving: BTreeMap<String, ()> = ["a", "b", "c", "d"]
             .into_iter()
             .map(|n| (n.to_owned(), ()))
             .collect();
@@ -366,7 +381,12 @@ mod tests {
             unreadable: vec![Unreadable {
                 name: "b".into(),
                 wasm_path: "b.wasm".into(),
-                error: "still changing".into(),
+                error: "permission denied".into(),
+            }],
+            pending: vec![Unreadable {
+                name: "d".into(),
+                wasm_path: "d.wasm".into(),
+                error: "still being written".into(),
             }],
         };
         assert_eq!(removed(&serving, &scan), ["c"]);

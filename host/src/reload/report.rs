@@ -77,6 +77,9 @@ pub struct ReloadReport {
     pub unchanged: Vec<String>,
     /// Plugins whose new files did not load.
     pub failed: Vec<FailedPlugin>,
+    /// Plugins whose files were still being written: read again on their
+    /// next change (what serves for them, if anything, stays).
+    pub pending: Vec<String>,
     /// Main-config keys that changed but need a restart.
     pub restart_required: Vec<RestartRequired>,
     /// Why the main config could not be read again, if it could not.
@@ -101,6 +104,7 @@ impl ReloadReport {
             removed: Vec::new(),
             unchanged: Vec::new(),
             failed: Vec::new(),
+            pending: Vec::new(),
             restart_required: Vec::new(),
             config_error: None,
             dir_error: None,
@@ -147,6 +151,12 @@ impl ReloadReport {
             message.push_str(&format!(
                 "; failed to load: {} (previous versions kept where there were any)",
                 names.join(", ")
+            ));
+        }
+        if !self.pending.is_empty() {
+            message.push_str(&format!(
+                "; still being written: {} (read again on the next change)",
+                self.pending.join(", ")
             ));
         }
         if let Some(error) = &self.dir_error {

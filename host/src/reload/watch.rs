@@ -142,6 +142,9 @@ async fn watch(
             true
         }
     };
+    // Set when a reload found files still being written: look again then,
+    // in case no further event comes.
+    let mut retry: Option<Instant> = None;
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -163,7 +166,12 @@ async fn watch(
                         () = tokio::time::sleep_until(deadline) => break,
                     }
                 }
-                reload(&app, Trigger::Files).await;
+                let report = reload(&app, Trigger::Files).await;
+                retry = (!report.pending.is_empty()).then(|| Instant::now() + DEBOUNCE);
+            }
+            () = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
+                let report = reload(&app, Trigger::Files).await;
+                retry = (!report.pending.is_empty()).then(|| Instant::now() + DEBOUNCE);
             }
             changed = dirs.changed() => {
                 if changed.is_err() {
@@ -180,6 +188,10 @@ async fn watch(
                     let _ = watcher.watch(&config_dir, RecursiveMode::NonRecursive);
                 }
                 watched.plugin_dir = dir;
+                // The reload that moved to the new directory read it before
+                // it was watched: read it again to catch changes in between.
+                let report = reload(&app, Trigger::Files).await;
+                retry = (!report.pending.is_empty()).then(|| Instant::now() + DEBOUNCE);
             }
         }
     }
