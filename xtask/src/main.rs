@@ -10,6 +10,7 @@ mod demo;
 mod http;
 mod prereq;
 mod process;
+mod services;
 mod test;
 mod workspace;
 

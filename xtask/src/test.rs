@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::demo;
 use crate::prereq;
+use crate::services;
 use crate::workspace;
 
 /// Options of `cargo xtask test`.
@@ -46,8 +47,25 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             run: fmt,
         },
         Step {
+            name: "test tools",
+            run: || services::ensure_test_tools().map(|()| None),
+        },
+        Step {
             name: "build plugins",
             run: || workspace::build_plugins().map(|()| None),
+        },
+        Step {
+            name: "plugin unit tests",
+            run: || {
+                // The guests' own unit tests run natively, on the host triple.
+                let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+                workspace::run(
+                    workspace::cargo()
+                        .current_dir(workspace::plugins_workspace())
+                        .args(["test", "--release", "--quiet", "--target", &host]),
+                )
+                .map(|()| None)
+            },
         },
         Step {
             name: "cargo test",

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tandem::metrics::Metrics;
+use tandem::records::Records;
+use tandem::records::config::RecordsConfig;
 use tandem::runtime::Runtime;
 use tandem::runtime::exchange::{Properties, RequestHead};
 use tandem::runtime::loader::load_plugin;
@@ -38,7 +40,10 @@ fn request() -> RequestHead {
 }
 
 async fn mean_call(dir: &Path, name: &str, calls: u32) -> anyhow::Result<Duration> {
-    let runtime = Runtime::new(Arc::new(Metrics::new()), Arc::new(SharedState::default()))?;
+    let metrics = Arc::new(Metrics::new());
+    // The hook never emits records; the default (stdout) sink is not started.
+    let records = Arc::new(Records::new(&RecordsConfig::default(), &metrics)?);
+    let runtime = Runtime::new(metrics, Arc::new(SharedState::default()), records)?;
     let plugin = load_plugin(&runtime, name, &dir.join(format!("{name}.wasm")))
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
