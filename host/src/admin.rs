@@ -125,8 +125,10 @@ pub fn plugins_json(app: &App) -> serde_json::Value {
                 "failure": p.settings.failure,
                 "instances": p.settings.instances,
                 "loaded_at": humantime::format_rfc3339_seconds(p.loaded_at).to_string(),
-                "state": "serving",
+                "state": p.state_name(),
                 "failures": p.failures.load(std::sync::atomic::Ordering::Relaxed),
+                "consecutive_failures": p.breaker.consecutive_failures(),
+                "trips": p.breaker.trips(),
                 "last_failure": *p.last_failure.lock().unwrap_or_else(|e| e.into_inner()),
                 "idle_instances": p.idle_instances(),
             })

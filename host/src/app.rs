@@ -31,7 +31,7 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(SharedState::default());
-        let runtime = Runtime::new(metrics, shared)?;
+        let runtime = Runtime::with_stack(metrics, shared, config.limits.plugin_stack_bytes)?;
         tracing::info!(allocator = %runtime.allocator, "wasm runtime ready");
         let report = load_dir(&runtime, &config.plugin_dir)
             .await

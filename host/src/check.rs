@@ -11,7 +11,11 @@ use crate::shared_state::SharedState;
 /// Loads every plugin and prints one line per plugin. Returns whether all
 /// of them loaded.
 pub async fn run(config: &Config) -> anyhow::Result<bool> {
-    let runtime = Runtime::new(Arc::new(Metrics::new()), Arc::new(SharedState::default()))?;
+    let runtime = Runtime::with_stack(
+        Arc::new(Metrics::new()),
+        Arc::new(SharedState::default()),
+        config.limits.plugin_stack_bytes,
+    )?;
     let report = load_dir(&runtime, &config.plugin_dir)
         .await
         .map_err(|error| {

@@ -2,10 +2,14 @@
 //! host imports, plugin versions and the directory loader.
 
 pub mod bindings;
+pub mod breaker;
+pub mod clock;
 pub mod engine;
 pub mod exchange;
 pub mod host_impl;
 pub mod loader;
+pub mod log_budget;
+pub mod output;
 pub mod plugin;
 pub mod state;
 
@@ -37,7 +41,20 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine (pooling if possible), the linker and the ticker.
     pub fn new(metrics: Arc<Metrics>, shared: Arc<SharedState>) -> anyhow::Result<Self> {
-        let (engine, allocator) = engine::build_engine(PoolSize::default())?;
+        Self::with_stack(metrics, shared, engine::MAX_WASM_STACK_BYTES)
+    }
+
+    /// Like [`Runtime::new`], with a guest stack limit of `wasm_stack_bytes`
+    /// for every plugin (wasmtime sets it per engine).
+    pub fn with_stack(
+        metrics: Arc<Metrics>,
+        shared: Arc<SharedState>,
+        wasm_stack_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let (engine, allocator) = engine::build_engine(PoolSize {
+            wasm_stack_bytes,
+            ..PoolSize::default()
+        })?;
         let linker = engine::build_linker(&engine)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
