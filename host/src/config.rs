@@ -235,7 +235,7 @@ impl Limits {
             routes.push((route.prefix, route.max_request_body_bytes));
         }
         // Longest prefix first, so the first match is the most specific.
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        routes.sort_by_key(|route| std::cmp::Reverse(route.0.len()));
         Ok(Self {
             max_connections: in_range(
                 "max_connections",
@@ -358,23 +358,29 @@ fn parse_upstream(path: &Path, value: &str) -> Result<http::uri::Authority, Conf
 impl Config {
     /// Reads `path` (if given) and applies the overrides.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let (file, base, shown) = match path {
+        match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),
                     source,
                 })?;
-                let file: FileConfig = parse_toml(path, &text)?;
-                let base = path.parent().map(Path::to_owned).unwrap_or_default();
-                (file, base, path.to_owned())
+                Self::from_text(path, &text, overrides)
             }
-            None => (
+            None => Self::resolve(
                 FileConfig::default(),
-                PathBuf::from("."),
-                PathBuf::from("(no config file)"),
+                Path::new("."),
+                Path::new("(no config file)"),
+                overrides,
             ),
-        };
-        Self::resolve(file, &base, &shown, overrides)
+        }
+    }
+
+    /// Parses the text of the config file at `path` and applies the
+    /// overrides; relative paths in it are relative to `path`'s directory.
+    pub fn from_text(path: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file: FileConfig = parse_toml(path, text)?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::resolve(file, &base, path, overrides)
     }
 
     fn resolve(

@@ -352,7 +352,7 @@ impl Metrics {
         );
         let limit_rejections = counter_vec(
             "tandem_limit_rejections_total",
-            "Requests refused by a proxy limit, by reason (body_too_large, request_timeout).",
+            "Requests refused by a proxy limit, by reason (body_too_large, request_timeout, bad_request_body).",
             &["reason"],
         );
         Self {

@@ -4,5 +4,6 @@
 mod admin;
 mod chain;
 mod check;
+mod containment;
 mod proxy;
 mod support;

@@ -37,6 +37,8 @@ pub enum ProxyError {
     },
     /// The client did not send the whole request in time.
     RequestTimeout,
+    /// The client's request body was malformed or cut off.
+    BadRequestBody,
 }
 
 impl ProxyError {
@@ -51,6 +53,7 @@ impl ProxyError {
             ProxyError::PluginTripped { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -75,6 +78,7 @@ impl ProxyError {
             ProxyError::PluginTripped { .. } => "plugin_tripped",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::RequestTimeout => "request_timeout",
+            ProxyError::BadRequestBody => "bad_request_body",
         }
     }
 
@@ -92,6 +96,7 @@ impl ProxyError {
                 format!("the request body is over the {limit}-byte limit")
             }
             ProxyError::RequestTimeout => "the request was not received in time".into(),
+            ProxyError::BadRequestBody => "the request body could not be read".into(),
         }
     }
 

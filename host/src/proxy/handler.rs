@@ -297,7 +297,9 @@ impl Proxy {
                     Err((error, took)) => {
                         trail.upstream_duration = took;
                         match &error {
-                            ProxyError::BodyTooLarge { .. } | ProxyError::RequestTimeout => {
+                            ProxyError::BodyTooLarge { .. }
+                            | ProxyError::RequestTimeout
+                            | ProxyError::BadRequestBody => {
                                 self.metrics.limit_rejected(error.code());
                                 tracing::info!(client = %client_addr, "{error}");
                             }

@@ -1,5 +1,6 @@
 //! Request limits the proxy enforces itself: the body size for a path
-//! (413) and the time a client gets to send the whole request (408).
+//! (413) and the time a client gets to send the whole request (408); a
+//! body the client breaks off or garbles is the client's error too (400).
 //!
 //! A declared `Content-Length` over the limit is refused before any plugin
 //! runs. A chunked body is counted as it streams to the upstream and cut
@@ -35,6 +36,7 @@ pub enum BodyError {
 // 0: no limit was hit.
 const VERDICT_TOO_LARGE: u8 = 1;
 const VERDICT_TIMED_OUT: u8 = 2;
+const VERDICT_CLIENT_FAILED: u8 = 3;
 
 /// What the body limits decided, readable after the body was handed on.
 #[derive(Clone, Default)]
@@ -46,6 +48,7 @@ impl BodyVerdict {
         match self.0.load(Ordering::Relaxed) {
             VERDICT_TOO_LARGE => Some(ProxyError::BodyTooLarge { limit }),
             VERDICT_TIMED_OUT => Some(ProxyError::RequestTimeout),
+            VERDICT_CLIENT_FAILED => Some(ProxyError::BadRequestBody),
             _ => None,
         }
     }
@@ -105,7 +108,10 @@ impl Body for LimitedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(error))) => {
+                self.verdict.set(VERDICT_CLIENT_FAILED);
+                Poll::Ready(Some(Err(error.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 if self.deadline.as_mut().poll(cx).is_ready() {

@@ -1,5 +1,7 @@
 //! The circuit breaker of one plugin version: after `trip_after`
-//! consecutive failures the plugin is tripped for a cool-down, during which
+//! consecutive failures of one of its hooks (counted per hook, so that an
+//! `on-request` that always fails is not excused by the `on-response` that
+//! follows it) the plugin is tripped for a cool-down, during which
 //! its hooks are not called at all (so a broken plugin stops burning CPU);
 //! the failure policy then says what the request gets: `open` skips the
 //! plugin, `closed` fails fast with a 503.
@@ -33,12 +35,15 @@ pub enum BreakerState {
     },
 }
 
+/// How many hooks are counted apart.
+pub const HOOKS: usize = 3;
+
 /// A consecutive-failure circuit breaker.
 pub struct Breaker {
     trip_after: u32,
     cooldown: Duration,
     epoch: Instant,
-    consecutive: AtomicU32,
+    consecutive: [AtomicU32; HOOKS],
     /// End of the cool-down in nanoseconds since `epoch`; 0 when closed.
     open_until: AtomicU64,
     trips: AtomicU64,
@@ -52,7 +57,7 @@ impl Breaker {
             trip_after,
             cooldown,
             epoch: Instant::now(),
-            consecutive: AtomicU32::new(0),
+            consecutive: Default::default(),
             open_until: AtomicU64::new(0),
             trips: AtomicU64::new(0),
         }
@@ -80,32 +85,35 @@ impl Breaker {
         }
     }
 
-    /// Records a successful call; returns true if it closed a tripped
-    /// breaker (the probe after a cool-down succeeded).
-    pub fn succeeded(&self) -> bool {
+    /// Records a successful call of hook number `hook` (below [`HOOKS`]);
+    /// returns true if it closed a tripped breaker (the probe after a
+    /// cool-down succeeded).
+    pub fn succeeded(&self, hook: usize) -> bool {
         if self.trip_after == 0 {
             return false;
         }
+        let consecutive = &self.consecutive[hook % HOOKS];
         // Loads first: the common case writes nothing shared.
-        if self.consecutive.load(Ordering::Relaxed) != 0 {
-            self.consecutive.store(0, Ordering::Relaxed);
+        if consecutive.load(Ordering::Relaxed) != 0 {
+            consecutive.store(0, Ordering::Relaxed);
         }
         self.open_until.load(Ordering::Relaxed) != 0
             && self.open_until.swap(0, Ordering::Relaxed) != 0
     }
 
-    /// Records a failed call; returns true if this failure tripped it.
-    pub fn failed(&self) -> bool {
+    /// Records a failed call of hook number `hook`; returns true if this
+    /// failure tripped it.
+    pub fn failed(&self, hook: usize) -> bool {
         if self.trip_after == 0 {
             return false;
         }
-        let count = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        let consecutive = &self.consecutive[hook % HOOKS];
+        let count = consecutive.fetch_add(1, Ordering::Relaxed) + 1;
         if count < self.trip_after {
             return false;
         }
         // One more failure after the cool-down trips it again at once.
-        self.consecutive
-            .store(self.trip_after - 1, Ordering::Relaxed);
+        consecutive.store(self.trip_after - 1, Ordering::Relaxed);
         let until = self
             .now()
             .saturating_add(self.cooldown.as_nanos().try_into().unwrap_or(u64::MAX));
@@ -127,9 +135,13 @@ impl Breaker {
         self.trips.load(Ordering::Relaxed)
     }
 
-    /// Failures in a row so far.
+    /// Failures in a row so far, of the hook with the longest run.
     pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive.load(Ordering::Relaxed)
+        self.consecutive
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -140,17 +152,17 @@ mod tests {
     #[test]
     fn trips_after_n_in_a_row_and_probes_after_the_cooldown() {
         let breaker = Breaker::new(3, Duration::from_millis(30));
-        assert!(!breaker.failed());
-        assert!(!breaker.failed());
-        assert!(!breaker.succeeded(), "nothing was tripped");
-        assert!(!breaker.failed());
-        assert!(!breaker.failed());
+        assert!(!breaker.failed(0));
+        assert!(!breaker.failed(0));
+        assert!(!breaker.succeeded(0), "nothing was tripped");
+        assert!(!breaker.failed(0));
+        assert!(!breaker.failed(0));
         assert_eq!(
             breaker.admit(),
             Admission::Call,
             "a success reset the count"
         );
-        assert!(breaker.failed(), "third in a row");
+        assert!(breaker.failed(0), "third in a row");
         assert!(matches!(breaker.admit(), Admission::Tripped(_)));
         assert_eq!(breaker.trips(), 1);
         std::thread::sleep(Duration::from_millis(40));
@@ -159,19 +171,27 @@ mod tests {
             Admission::Call,
             "probe after the cool-down"
         );
-        assert!(breaker.failed(), "a failed probe trips it again");
+        assert!(breaker.failed(0), "a failed probe trips it again");
         std::thread::sleep(Duration::from_millis(40));
-        assert!(breaker.succeeded(), "a good probe closes it");
-        assert!(!breaker.succeeded(), "only once");
+        assert!(breaker.succeeded(0), "a good probe closes it");
+        assert!(!breaker.succeeded(0), "only once");
         assert_eq!(breaker.state(), BreakerState::Serving);
-        assert!(!breaker.failed(), "a good probe closed it");
+        assert!(!breaker.failed(0), "a good probe closed it");
+    }
+
+    #[test]
+    fn hooks_are_counted_apart() {
+        let breaker = Breaker::new(2, Duration::from_secs(30));
+        assert!(!breaker.failed(0));
+        assert!(!breaker.succeeded(1), "another hook's success");
+        assert!(breaker.failed(0), "does not reset this hook's run");
     }
 
     #[test]
     fn zero_never_trips() {
         let breaker = Breaker::new(0, Duration::from_millis(30));
         for _ in 0..100 {
-            assert!(!breaker.failed());
+            assert!(!breaker.failed(0));
         }
         assert_eq!(breaker.admit(), Admission::Call);
     }

@@ -47,6 +47,11 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// The hook's position in the phase order (0 to 2).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The hook's name as used in the WIT, metrics and docs.
     pub fn name(self) -> &'static str {
         match self {
@@ -247,11 +252,15 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
 /// Names what stopped a guest. `memory_refused` says whether the store's
 /// limiter refused to grow its memory during the call.
 fn classify_trap(error: wasmtime::Error, deadline: Duration, memory_refused: bool) -> HookFailure {
+    // The root cause fits on one log line; the wasm backtrace is kept for
+    // debug logs.
+    tracing::debug!("guest stopped: {error:?}");
+    let cause = error.root_cause().to_string();
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => HookFailure::Timeout(deadline),
         Some(wasmtime::Trap::StackOverflow) => HookFailure::StackOverflow,
-        _ if memory_refused => HookFailure::OutOfMemory(format!("{error:#}")),
-        _ => HookFailure::Trap(format!("{error:#}")),
+        _ if memory_refused => HookFailure::OutOfMemory(cause),
+        _ => HookFailure::Trap(cause),
     }
 }
 
@@ -281,6 +290,10 @@ pub fn validate_reply(reply: Reply) -> Result<PluginReply, HookFailure> {
             .map_err(|_| HookFailure::Invalid(format!("header {name:?} is not valid")))?;
         headers.append(name, value);
     }
+    // The host frames the body it was given: a plugin's own length or
+    // transfer coding could only disagree with it and break the response.
+    headers.remove(http::header::CONTENT_LENGTH);
+    headers.remove(http::header::TRANSFER_ENCODING);
     Ok(PluginReply {
         status,
         headers,
@@ -528,7 +541,7 @@ impl PluginVersion {
         );
         let text = format!("{}: {failure}", hook.name());
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
-        if self.breaker.failed() {
+        if self.breaker.failed(hook.index()) {
             self.services.metrics.plugin_tripped(&self.name);
             tracing::error!(
                 plugin = &*self.name,
@@ -540,8 +553,8 @@ impl PluginVersion {
         }
     }
 
-    fn record_success(&self) {
-        if self.breaker.succeeded() {
+    fn record_success(&self, hook: Hook) {
+        if self.breaker.succeeded(hook.index()) {
             self.services.metrics.plugin_recovered(&self.name);
             tracing::info!(plugin = &*self.name, "plugin serving again after a trip");
         }
@@ -561,7 +574,7 @@ impl PluginVersion {
             })?,
             HookReturn::Logged => HookOutcome::Continue,
         };
-        self.record_success();
+        self.record_success(hook);
         Ok(outcome)
     }
 
@@ -597,7 +610,7 @@ impl PluginVersion {
             .call(HookCall::Log(exchange), request, Some(response))
             .await;
         if returned.is_ok() {
-            self.record_success();
+            self.record_success(Hook::OnLog);
         }
         (
             request,
