@@ -379,11 +379,17 @@ impl PluginVersion {
         store.limiter(|state| &mut state.limits);
         // At every epoch tick the guest yields its thread (so a busy plugin
         // cannot starve other requests) and traps once past its deadline.
+        // tokio's yield_now puts the call behind every task that is ready
+        // and behind the I/O driver; a plain self-wake would let the busy
+        // call run again first.
         store.epoch_deadline_callback(|context| {
             if Instant::now() >= context.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store.set_epoch_deadline(1);
