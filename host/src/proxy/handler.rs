@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use super::body::{Completion, CountingBody, ResponseBody};
 use super::errors::ProxyError;
 use super::headers;
-use super::limits::{BodyVerdict, LimitedBody, declared_over};
+use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
 use super::upgrade;
 use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
 use crate::config::Limits;
@@ -249,6 +249,9 @@ impl Proxy {
         let limit = self.limits.body_limit_for(parts.uri.path());
         if declared_over(&parts.headers, limit) {
             drop(in_flight);
+            if !expects_continue(&parts.headers) {
+                drain(body).await;
+            }
             return self.refuse(
                 ProxyError::BodyTooLarge { limit },
                 "body_too_large",
@@ -434,6 +437,9 @@ impl Proxy {
                 // The upstream call failed because the client's body broke a
                 // limit: that is the client's error, not the upstream's.
                 if let Some(limit_error) = verdict.error(limit) {
+                    if let ProxyError::BodyTooLarge { .. } = limit_error {
+                        verdict.drain_rest().await;
+                    }
                     return Err((limit_error, Some(sent.elapsed())));
                 }
                 let detail = error_chain(&error);

@@ -5,16 +5,20 @@
 //! A declared `Content-Length` over the limit is refused before any plugin
 //! runs. A chunked body is counted as it streams to the upstream and cut
 //! off at the limit, so the upstream never receives more than the limit.
+//! Before the 413 goes out, a bounded rest of the body is read and dropped:
+//! closing a socket with unread input makes the kernel send a reset, and
+//! the reset can destroy the 413 before the client reads it.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::errors::ProxyError;
@@ -33,19 +37,31 @@ pub enum BodyError {
     Client(#[from] hyper::Error),
 }
 
+/// Most of an oversized body read and dropped before the 413.
+const DRAIN_MAX_BYTES: u64 = 1 << 20;
+/// Longest time spent reading and dropping it.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(1);
+
 // 0: no limit was hit.
 const VERDICT_TOO_LARGE: u8 = 1;
 const VERDICT_TIMED_OUT: u8 = 2;
 const VERDICT_CLIENT_FAILED: u8 = 3;
 
+#[derive(Default)]
+struct VerdictState {
+    verdict: AtomicU8,
+    /// The client's body, left here when the size limit cut it off.
+    rest: Mutex<Option<Incoming>>,
+}
+
 /// What the body limits decided, readable after the body was handed on.
 #[derive(Clone, Default)]
-pub struct BodyVerdict(Arc<AtomicU8>);
+pub struct BodyVerdict(Arc<VerdictState>);
 
 impl BodyVerdict {
     /// The error to answer with, if a limit cut the body off.
     pub fn error(&self, limit: u64) -> Option<ProxyError> {
-        match self.0.load(Ordering::Relaxed) {
+        match self.0.verdict.load(Ordering::Relaxed) {
             VERDICT_TOO_LARGE => Some(ProxyError::BodyTooLarge { limit }),
             VERDICT_TIMED_OUT => Some(ProxyError::RequestTimeout),
             VERDICT_CLIENT_FAILED => Some(ProxyError::BadRequestBody),
@@ -54,8 +70,43 @@ impl BodyVerdict {
     }
 
     fn set(&self, verdict: u8) {
-        self.0.store(verdict, Ordering::Relaxed);
+        self.0.verdict.store(verdict, Ordering::Relaxed);
     }
+
+    /// Reads and drops what is left of a body cut off at the size limit,
+    /// within [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`], so the answer
+    /// reaches a client that is still sending.
+    pub async fn drain_rest(&self) {
+        let rest = self.0.rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(body) = rest {
+            drain(body).await;
+        }
+    }
+}
+
+/// Reads and drops up to [`DRAIN_MAX_BYTES`] of a body that will not be
+/// used, for at most [`DRAIN_MAX_TIME`].
+pub async fn drain(mut body: Incoming) {
+    let drain = async {
+        let mut drained = 0u64;
+        while drained <= DRAIN_MAX_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body;
+/// then there is nothing to drain, and reading would invite the body.
+pub fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Whether the request declares a body larger than `limit`.
@@ -69,7 +120,8 @@ pub fn declared_over(headers: &HeaderMap, limit: u64) -> bool {
 
 /// A client's request body with a size limit and a deadline.
 pub struct LimitedBody {
-    inner: Incoming,
+    /// None once the size limit cut it off (it is then in the verdict).
+    inner: Option<Incoming>,
     limit: u64,
     read: u64,
     deadline: Pin<Box<tokio::time::Sleep>>,
@@ -80,7 +132,7 @@ impl LimitedBody {
     /// Limits `inner` to `limit` bytes, all received by `deadline`.
     pub fn new(inner: Incoming, limit: u64, deadline: Instant, verdict: BodyVerdict) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             limit,
             read: 0,
             deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
@@ -97,12 +149,22 @@ impl Body for LimitedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(Some(Err(BodyError::TooLarge(self.limit))));
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.read += data.len() as u64;
                     if self.read > self.limit {
                         self.verdict.set(VERDICT_TOO_LARGE);
+                        let rest = self.inner.take();
+                        *self
+                            .verdict
+                            .0
+                            .rest
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = rest;
                         return Poll::Ready(Some(Err(BodyError::TooLarge(self.limit))));
                     }
                 }
@@ -124,11 +186,13 @@ impl Body for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(SizeHint::default, Incoming::size_hint)
     }
 }
 

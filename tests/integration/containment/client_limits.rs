@@ -99,7 +99,7 @@ async fn oversized_heads_get_431_and_oversized_bodies_get_413() {
         .config(
             "[limits]\nmax_request_header_bytes = 16384\nmax_request_headers = 50\n\
              max_request_body_bytes = 1000\n\
-             [[limits.route]]\nprefix = \"/upload\"\nmax_request_body_bytes = 100000\n",
+             [[limits.route]]\nprefix = \"/drain\"\nmax_request_body_bytes = 100000\n",
         )
         .spawn()
         .await;
@@ -118,14 +118,24 @@ async fn oversized_heads_get_431_and_oversized_bodies_get_413() {
     );
 
     // A declared length over the limit is refused before anything runs.
-    let reply = send_body(Method::POST, &tandem.url("/drain"), vec![b'x'; 2000]).await;
+    let reply = send_body(Method::POST, &tandem.url("/echo"), vec![b'x'; 2000]).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(json["error"], "body_too_large");
-    assert!(upstream.seen_at("/drain").is_empty());
-    // The route's own limit applies under its prefix.
-    let reply = send_body(Method::POST, &tandem.url("/upload/drain"), vec![b'x'; 2000]).await;
+    assert!(upstream.seen_at("/echo").is_empty());
+    // A client that waits for 100 Continue gets the 413 without sending.
+    let response = raw_exchange(
+        tandem.proxy,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&response), Some(413), "{response}");
+    // The route's own limit applies under its prefix; the upstream reads
+    // the whole body before it answers.
+    let reply = send_body(Method::POST, &tandem.url("/drain"), vec![b'x'; 2000]).await;
     assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "2000");
 
     // A chunked body is cut off at the limit as it streams.
     let stream = TcpStream::connect(tandem.proxy).await.unwrap();
@@ -136,7 +146,7 @@ async fn oversized_heads_get_431_and_oversized_bodies_get_413() {
     let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..30)
         .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; 10_000]))))
         .collect();
-    let request = Request::post("/upload/drain")
+    let request = Request::post("/drain")
         .header("host", "tandem")
         .body(StreamBody::new(futures_util::stream::iter(frames)))
         .unwrap();
@@ -151,7 +161,7 @@ async fn oversized_heads_get_431_and_oversized_bodies_get_413() {
             &metrics,
             "tandem_limit_rejections_total{reason=\"body_too_large\"}"
         ),
-        Some(2.0)
+        Some(3.0)
     );
 }
 
