@@ -281,7 +281,8 @@ impl std::fmt::Display for Fields {
 
 impl LogHost for HostState {
     fn write(&mut self, level: LogLevel, mut message: String, mut fields: Vec<(String, String)>) {
-        if !self.services.log_budget.admit() {
+        // Records the filter drops anyway do not use up the budget.
+        if !self.enabled(level) || !self.services.log_budget.admit() {
             return;
         }
         truncate(&mut message, MAX_LOG_MESSAGE_BYTES);
