@@ -12,6 +12,7 @@ pub mod log_budget;
 pub mod output;
 pub mod plugin;
 pub mod state;
+pub mod yielder;
 
 use std::sync::Arc;
 

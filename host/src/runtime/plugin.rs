@@ -18,6 +18,7 @@ use super::exchange::{
     MAX_HEADERS, RequestHandle, RequestHead, ResponseHandle, ResponseHead, parse_header,
 };
 use super::state::{HostState, PluginServices};
+use super::yielder::YieldToBack;
 use crate::metrics::HookMetrics;
 use crate::plugin_settings::{InstanceMode, PluginSettings};
 
@@ -31,6 +32,10 @@ pub const MAX_IDLE_INSTANCES: usize = 64;
 /// take before it is abandoned. A busy guest is stopped at the deadline
 /// itself by the epoch callback.
 pub const BLOCKED_CALL_GRACE: Duration = Duration::from_millis(20);
+/// Epoch ticks before a call first yields: two, so that it has run for at
+/// least one whole tick. A call of microseconds then never yields, even
+/// when it happens to straddle a tick.
+const FIRST_YIELD_TICKS: u64 = 2;
 /// How many hook deadlines `init` gets: it may parse keys or compile
 /// patterns.
 pub const INIT_DEADLINE_FACTOR: u32 = 10;
@@ -378,21 +383,19 @@ impl PluginVersion {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         // At every epoch tick the guest yields its thread (so a busy plugin
-        // cannot starve other requests) and traps once past its deadline.
-        // tokio's yield_now puts the call behind every task that is ready
-        // and behind the I/O driver; a plain self-wake would let the busy
-        // call run again first.
+        // cannot starve other requests; see `yielder`) and traps once past
+        // its deadline.
         store.epoch_deadline_callback(|context| {
             if Instant::now() >= context.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::YieldCustom(
                     1,
-                    Box::pin(tokio::task::yield_now()),
+                    Box::pin(YieldToBack::default()),
                 ))
             }
         });
-        store.set_epoch_deadline(1);
+        store.set_epoch_deadline(FIRST_YIELD_TICKS);
         let init_deadline = self.settings.hook_timeout * INIT_DEADLINE_FACTOR;
         let deadline = Instant::now() + init_deadline;
         store.data_mut().deadline = deadline;
@@ -482,7 +485,7 @@ impl PluginVersion {
         store.data_mut().response = response;
         let deadline = Instant::now() + self.settings.hook_timeout;
         store.data_mut().deadline = deadline;
-        store.set_epoch_deadline(1);
+        store.set_epoch_deadline(FIRST_YIELD_TICKS);
         let hooks = bindings.tandem_plugin_hooks();
         let request_handle = Resource::<RequestHandle>::new_borrow(0);
         let run = async {
