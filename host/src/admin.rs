@@ -155,10 +155,16 @@ pub fn plugins_json(app: &App) -> serde_json::Value {
                 "instances": p.settings.instances,
                 "loaded_at": rfc3339(p.loaded_at),
                 "versions_loaded": record.map_or(1, |r| r.versions_loaded),
-                "state": state.as_str(),
+                // A tripped circuit breaker says more than "serving".
+                "state": match p.state_name() {
+                    "serving" => state.as_str(),
+                    tripped => tripped,
+                },
                 "load_error": record.and_then(|r| r.load_error.clone()),
                 "load_error_at": record.and_then(|r| r.failed_at).map(rfc3339),
                 "failures": p.failures.load(std::sync::atomic::Ordering::Relaxed),
+                "consecutive_failures": p.breaker.consecutive_failures(),
+                "trips": p.breaker.trips(),
                 "last_failure": *p.last_failure.lock().unwrap_or_else(|e| e.into_inner()),
                 "idle_instances": p.idle_instances(),
             })

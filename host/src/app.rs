@@ -34,7 +34,8 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(SharedState::default());
         let records = Arc::new(Records::new(&config.records, &metrics)?);
-        let runtime = Runtime::new(metrics, shared, records)?;
+        let runtime =
+            Runtime::with_stack(metrics, shared, records, config.limits.plugin_stack_bytes)?;
         tracing::info!(allocator = %runtime.allocator, "wasm runtime ready");
         let (reloader, chain) = Reloader::start(&config, &runtime).await?;
         Ok(Self {

@@ -16,7 +16,12 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
     // Opening the sink checks it (e.g. that the record file can be opened);
     // the writer never starts, so stdout keeps only the report.
     let records = Arc::new(Records::new(&config.records, &metrics)?);
-    let runtime = Runtime::new(metrics, Arc::new(SharedState::default()), records)?;
+    let runtime = Runtime::with_stack(
+        metrics,
+        Arc::new(SharedState::default()),
+        records,
+        config.limits.plugin_stack_bytes,
+    )?;
     let report = load_dir(&runtime, &config.plugin_dir)
         .await
         .map_err(|error| {

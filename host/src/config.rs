@@ -92,6 +92,9 @@ pub struct FileConfig {
     /// The records pipeline (access logs, application logs).
     #[serde(default)]
     pub records: crate::records::config::RecordsSection,
+    /// Limits that protect the proxy from hostile clients and plugins.
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 /// The `[plugins]` table.
@@ -105,6 +108,192 @@ pub struct PluginsSection {
     /// Whether to reload when files in the plugin directory or the config
     /// change (SIGHUP and `POST /reload` work either way).
     pub watch: Option<bool>,
+}
+
+/// The `[limits]` table (see docs/limits.md).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Client connections served at once; more wait in the accept queue.
+    pub max_connections: Option<u32>,
+    /// Largest request head (request line and headers), in bytes; 431 above.
+    pub max_request_header_bytes: Option<u64>,
+    /// Most request header lines; 431 above.
+    pub max_request_headers: Option<u32>,
+    /// Largest request body, in bytes; 413 above.
+    pub max_request_body_bytes: Option<u64>,
+    /// Milliseconds a client gets to send a request head.
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a connection may sit without a request before it is
+    /// closed.
+    pub idle_timeout_ms: Option<u64>,
+    /// Milliseconds from a request head to the end of its body; 408 after.
+    pub request_timeout_ms: Option<u64>,
+    /// Wasm stack per plugin call, in KiB (engine-wide: wasmtime has one
+    /// stack limit per engine).
+    pub plugin_stack_kb: Option<u64>,
+    /// Body limits for paths under a prefix.
+    #[serde(default)]
+    pub route: Vec<RouteLimitSection>,
+}
+
+/// One `[[limits.route]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimitSection {
+    /// Path prefix, e.g. `/upload`; the longest matching prefix wins.
+    pub prefix: String,
+    /// Largest request body under this prefix, in bytes.
+    pub max_request_body_bytes: u64,
+}
+
+/// Default cap on concurrent client connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// Default largest request head (Envoy uses 60 KiB).
+pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: u64 = 64 * 1024;
+/// hyper's smallest read buffer, hence the smallest head limit.
+pub const MIN_REQUEST_HEADER_BYTES: u64 = 8192;
+/// Default most request header lines.
+pub const DEFAULT_MAX_REQUEST_HEADERS: u32 = 100;
+/// Default largest request body: 100 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 100 << 20;
+/// Default time to send a request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may sit without a request.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time from a request head to the end of its body.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default wasm stack per plugin call.
+pub const DEFAULT_PLUGIN_STACK_KB: u64 = 1024;
+
+/// The limits Tandem runs with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Client connections served at once.
+    pub max_connections: u32,
+    /// Largest request head, in bytes.
+    pub max_request_header_bytes: usize,
+    /// Most request header lines.
+    pub max_request_headers: usize,
+    /// Largest request body, in bytes, where no route says otherwise.
+    pub max_request_body_bytes: u64,
+    /// Body limits by path prefix, longest prefix first.
+    pub routes: Vec<(String, u64)>,
+    /// Time to send a request head.
+    pub header_read_timeout: Duration,
+    /// Time a connection may sit without a request.
+    pub idle_timeout: Duration,
+    /// Time from a request head to the end of its body.
+    pub request_timeout: Duration,
+    /// Wasm stack per plugin call, in bytes.
+    pub plugin_stack_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_request_header_bytes: DEFAULT_MAX_REQUEST_HEADER_BYTES as usize,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS as usize,
+            max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
+            routes: Vec::new(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            plugin_stack_bytes: (DEFAULT_PLUGIN_STACK_KB << 10) as usize,
+        }
+    }
+}
+
+impl Limits {
+    /// The body limit for a request path: the longest matching route
+    /// prefix's, else the global one.
+    pub fn body_limit_for(&self, path: &str) -> u64 {
+        self.routes
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map_or(self.max_request_body_bytes, |(_, limit)| *limit)
+    }
+
+    fn resolve(file: LimitsSection, shown: &Path) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: shown.to_owned(),
+            key: format!("limits.{key}"),
+            message,
+        };
+        let defaults = Self::default();
+        let in_range = |key: &str, value: Option<u64>, default: u64, min: u64, max: u64| match value
+        {
+            None => Ok(default),
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            Some(_) => Err(invalid(key, format!("must be {min} to {max}"))),
+        };
+        let millis = |key: &str, value: Option<u64>, default: Duration| {
+            in_range(key, value, default.as_millis() as u64, 1, 86_400_000)
+                .map(Duration::from_millis)
+        };
+        let mut routes = Vec::with_capacity(file.route.len());
+        for route in file.route {
+            if !route.prefix.starts_with('/') {
+                return Err(invalid(
+                    "route.prefix",
+                    format!("{:?} must start with /", route.prefix),
+                ));
+            }
+            routes.push((route.prefix, route.max_request_body_bytes));
+        }
+        // Longest prefix first, so the first match is the most specific.
+        routes.sort_by_key(|route| std::cmp::Reverse(route.0.len()));
+        Ok(Self {
+            max_connections: in_range(
+                "max_connections",
+                file.max_connections.map(u64::from),
+                u64::from(defaults.max_connections),
+                1,
+                1_000_000,
+            )? as u32,
+            max_request_header_bytes: in_range(
+                "max_request_header_bytes",
+                file.max_request_header_bytes,
+                defaults.max_request_header_bytes as u64,
+                MIN_REQUEST_HEADER_BYTES,
+                16 << 20,
+            )? as usize,
+            max_request_headers: in_range(
+                "max_request_headers",
+                file.max_request_headers.map(u64::from),
+                defaults.max_request_headers as u64,
+                1,
+                10_000,
+            )? as usize,
+            max_request_body_bytes: file
+                .max_request_body_bytes
+                .unwrap_or(defaults.max_request_body_bytes),
+            routes,
+            header_read_timeout: millis(
+                "header_read_timeout_ms",
+                file.header_read_timeout_ms,
+                defaults.header_read_timeout,
+            )?,
+            idle_timeout: millis(
+                "idle_timeout_ms",
+                file.idle_timeout_ms,
+                defaults.idle_timeout,
+            )?,
+            request_timeout: millis(
+                "request_timeout_ms",
+                file.request_timeout_ms,
+                defaults.request_timeout,
+            )?,
+            plugin_stack_bytes: (in_range(
+                "plugin_stack_kb",
+                file.plugin_stack_kb,
+                DEFAULT_PLUGIN_STACK_KB,
+                64,
+                16 * 1024,
+            )? << 10) as usize,
+        })
+    }
 }
 
 /// The settings Tandem runs with, after defaults and overrides.
@@ -128,6 +317,8 @@ pub struct Config {
     pub watch: bool,
     /// Where records go and how application logs are received.
     pub records: crate::records::config::RecordsConfig,
+    /// Limits that protect the proxy.
+    pub limits: Limits,
     /// Where these settings came from, so a reload can read them again.
     pub origin: ConfigOrigin,
 }
@@ -205,28 +396,34 @@ fn parse_upstream(path: &Path, value: &str) -> Result<http::uri::Authority, Conf
 impl Config {
     /// Reads `path` (if given) and applies the overrides.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let (file, base, shown) = match path {
+        let mut config = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),
                     source,
                 })?;
-                let file: FileConfig = parse_toml(path, &text)?;
-                let base = path.parent().map(Path::to_owned).unwrap_or_default();
-                (file, base, path.to_owned())
+                Self::from_text(path, &text, overrides)?
             }
-            None => (
+            None => Self::resolve(
                 FileConfig::default(),
-                PathBuf::from("."),
-                PathBuf::from("(no config file)"),
-            ),
+                Path::new("."),
+                Path::new("(no config file)"),
+                overrides,
+            )?,
         };
-        let mut config = Self::resolve(file, &base, &shown, overrides)?;
         config.origin = ConfigOrigin {
             path: path.map(Path::to_owned),
             overrides: overrides.clone(),
         };
         Ok(config)
+    }
+
+    /// Parses the text of the config file at `path` and applies the
+    /// overrides; relative paths in it are relative to `path`'s directory.
+    pub fn from_text(path: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file: FileConfig = parse_toml(path, text)?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::resolve(file, &base, path, overrides)
     }
 
     fn resolve(
@@ -277,6 +474,7 @@ impl Config {
             watch: file.plugins.watch.unwrap_or(true),
             origin: ConfigOrigin::default(),
             records,
+            limits: Limits::resolve(file.limits, shown)?,
         })
     }
 }
@@ -339,6 +537,37 @@ mod tests {
         .unwrap();
         assert_eq!(config.cache_dir, None);
         assert!(!config.watch);
+    }
+
+    #[test]
+    fn limits_have_defaults_ranges_and_route_prefixes() {
+        let config = load_text("upstream = \"127.0.0.1:3000\"\n").unwrap();
+        assert_eq!(config.limits.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            config.limits.body_limit_for("/x"),
+            DEFAULT_MAX_REQUEST_BODY_BYTES
+        );
+        let config = load_text(
+            "upstream = \"127.0.0.1:3000\"\n[limits]\nmax_request_body_bytes = 10\n\
+             [[limits.route]]\nprefix = \"/up\"\nmax_request_body_bytes = 100\n\
+             [[limits.route]]\nprefix = \"/upload/big\"\nmax_request_body_bytes = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(config.limits.body_limit_for("/other"), 10);
+        assert_eq!(config.limits.body_limit_for("/upload"), 100);
+        assert_eq!(config.limits.body_limit_for("/upload/big/x"), 1000);
+        let error =
+            load_text("upstream = \"127.0.0.1:3000\"\n[limits]\nmax_request_header_bytes = 100\n")
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("limits.max_request_header_bytes"), "{error}");
+        let error = load_text("upstream = \"127.0.0.1:3000\"\n[limits]\nmax_conections = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(":3:") && error.contains("max_conections"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod plugin_settings;
+#[cfg(test)]
+mod proptests;
 pub mod proxy;
 pub mod records;
 pub mod reload;

@@ -1,12 +1,13 @@
 //! Prometheus metrics: the host's own (`tandem_*`) and those that plugins
 //! create through the `metrics` import, exposed together on `/metrics`.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Most label pairs on one plugin metric.
@@ -15,6 +16,10 @@ pub const MAX_LABELS: usize = 16;
 pub const MAX_LABEL_BYTES: usize = 256;
 /// Longest help text, in bytes.
 pub const MAX_HELP_BYTES: usize = 1024;
+/// Most histogram buckets on one plugin metric.
+pub const MAX_BUCKETS: usize = 64;
+/// Most metrics one plugin may create.
+pub const MAX_METRICS_PER_PLUGIN: usize = 100;
 
 /// Buckets for hook latency: hooks are expected to take microseconds.
 const HOOK_BUCKETS: &[f64] = &[
@@ -34,7 +39,16 @@ pub struct Metrics {
     hook_duration: HistogramVec,
     plugin_loads: IntCounterVec,
     reloads: IntCounterVec,
+    plugin_log_dropped: IntCounterVec,
+    plugin_series_refused: IntCounterVec,
+    plugin_trips: IntCounterVec,
+    plugin_tripped_calls: IntCounterVec,
+    plugin_tripped: IntGaugeVec,
+    connections_open: IntGauge,
+    connections_closed: IntCounterVec,
+    limit_rejections: IntCounterVec,
     plugin_defined: RwLock<HashMap<String, PluginMetric>>,
+    series_hasher: RandomState,
 }
 
 /// A plugin's view of the host metrics for one of its hooks, resolved once
@@ -44,6 +58,7 @@ pub struct HookMetrics {
     calls: IntCounter,
     duration: Histogram,
     failures: IntCounterVec,
+    tripped_calls: IntCounter,
     plugin: String,
     hook: &'static str,
 }
@@ -61,29 +76,64 @@ impl HookMetrics {
             .with_label_values(&[&self.plugin, self.hook, kind])
             .inc();
     }
+
+    /// Counts a call not made because the plugin is tripped.
+    pub fn tripped(&self) {
+        self.tripped_calls.inc();
+    }
 }
 
-enum PluginMetric {
-    Counter(IntCounterVec, Vec<String>),
-    Gauge(prometheus::GaugeVec, Vec<String>),
-    Histogram(HistogramVec, Vec<String>),
+/// Who is updating a plugin metric, and the limits that come with it.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricOwner<'a> {
+    /// The plugin's name.
+    pub plugin: &'a str,
+    /// Series (label-value combinations) a metric it creates may have.
+    pub series_limit: usize,
+}
+
+enum PluginCollector {
+    Counter(IntCounterVec),
+    Gauge(prometheus::GaugeVec),
+    Histogram(HistogramVec),
+}
+
+/// A metric a plugin created, with the series it has so far: without a
+/// cap, a plugin that puts (say) a client address in a label would grow
+/// `/metrics` without end.
+struct PluginMetric {
+    collector: PluginCollector,
+    label_names: Vec<String>,
+    owner: Arc<str>,
+    series_limit: usize,
+    /// Hashes of the label values seen; a collision only undercounts.
+    series: Mutex<HashSet<u64>>,
 }
 
 impl PluginMetric {
     fn label_names(&self) -> &[String] {
-        match self {
-            PluginMetric::Counter(_, names)
-            | PluginMetric::Gauge(_, names)
-            | PluginMetric::Histogram(_, names) => names,
-        }
+        &self.label_names
     }
 
     fn kind(&self) -> MetricKind {
-        match self {
-            PluginMetric::Counter(..) => MetricKind::Counter,
-            PluginMetric::Gauge(..) => MetricKind::Gauge,
-            PluginMetric::Histogram(..) => MetricKind::Histogram,
+        match self.collector {
+            PluginCollector::Counter(..) => MetricKind::Counter,
+            PluginCollector::Gauge(..) => MetricKind::Gauge,
+            PluginCollector::Histogram(..) => MetricKind::Histogram,
         }
+    }
+
+    /// Admits the series `hash`, unless it is new and the metric is full.
+    fn admit_series(&self, hash: u64) -> bool {
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        if series.contains(&hash) {
+            return true;
+        }
+        if series.len() >= self.series_limit {
+            return false;
+        }
+        series.insert(hash);
+        true
     }
 }
 
@@ -262,6 +312,61 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let plugin_log_dropped = counter_vec(
+            "tandem_plugin_log_dropped_total",
+            "Plugin log records (log import, stdout, stderr) dropped over the plugin's rate limit.",
+            &["plugin"],
+        );
+        let plugin_series_refused = counter_vec(
+            "tandem_plugin_metric_series_refused_total",
+            "Plugin metric updates refused because the metric reached its series limit.",
+            &["plugin"],
+        );
+        let plugin_trips = counter_vec(
+            "tandem_plugin_trips_total",
+            "Times a plugin was tripped out of the chain after consecutive failures.",
+            &["plugin"],
+        );
+        let plugin_tripped_calls = counter_vec(
+            "tandem_plugin_tripped_calls_total",
+            "Hook calls not made because the plugin was tripped.",
+            &["plugin", "hook"],
+        );
+        let plugin_tripped = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tandem_plugin_tripped",
+                    "1 while a plugin is tripped (as of its last trip or call), else 0.",
+                ),
+                &["plugin"],
+            )
+            .expect("valid metric"),
+        );
+        let connections_open = register(
+            &registry,
+            IntGauge::new(
+                "tandem_connections_open",
+                "Client connections open on the proxy listener.",
+            )
+            .expect("valid metric"),
+        );
+        let connections_closed = counter_vec(
+            "tandem_connections_closed_total",
+            "Client connections the proxy closed itself, by reason (no_request, idle).",
+            &["reason"],
+        );
+        let limit_rejections = counter_vec(
+            "tandem_limit_rejections_total",
+            "Requests refused by a proxy limit, by reason (body_too_large, request_timeout, bad_request_body).",
+            &["reason"],
+        );
         Self {
             registry,
             requests_by_class,
@@ -273,7 +378,16 @@ impl Metrics {
             hook_duration,
             plugin_loads,
             reloads,
+            plugin_log_dropped,
+            plugin_series_refused,
+            plugin_trips,
+            plugin_tripped_calls,
+            plugin_tripped,
+            connections_open,
+            connections_closed,
+            limit_rejections,
             plugin_defined: RwLock::default(),
+            series_hasher: RandomState::new(),
         }
     }
 
@@ -323,14 +437,47 @@ impl Metrics {
             calls: self.plugin_calls.with_label_values(&[plugin, hook]),
             duration: self.hook_duration.with_label_values(&[plugin, hook]),
             failures: self.plugin_failures.clone(),
+            tripped_calls: self.plugin_tripped_calls.with_label_values(&[plugin, hook]),
             plugin: plugin.to_owned(),
             hook,
         }
     }
 
+    /// The counter of a plugin's dropped log records.
+    pub fn log_dropped(&self, plugin: &str) -> IntCounter {
+        self.plugin_log_dropped.with_label_values(&[plugin])
+    }
+
+    /// Counts a trip of a plugin's breaker and marks it tripped.
+    pub fn plugin_tripped(&self, plugin: &str) {
+        self.plugin_trips.with_label_values(&[plugin]).inc();
+        self.plugin_tripped.with_label_values(&[plugin]).set(1);
+    }
+
+    /// Marks a plugin's breaker closed again.
+    pub fn plugin_recovered(&self, plugin: &str) {
+        self.plugin_tripped.with_label_values(&[plugin]).set(0);
+    }
+
+    /// The gauge of open client connections.
+    pub fn connections_open(&self) -> &IntGauge {
+        &self.connections_open
+    }
+
+    /// Counts a connection the proxy closed itself (`no_request`, `idle`).
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a request refused by a limit (`body_too_large`, ...).
+    pub fn limit_rejected(&self, reason: &str) {
+        self.limit_rejections.with_label_values(&[reason]).inc();
+    }
+
     /// Declares a plugin metric with help text, label names and buckets.
     pub fn describe(
         &self,
+        owner: MetricOwner<'_>,
         name: &str,
         kind: MetricKind,
         help: &str,
@@ -341,6 +488,9 @@ impl Metrics {
         check_label_names(label_names.iter().map(String::as_str))?;
         if help.len() > MAX_HELP_BYTES {
             return Err(format!("help text longer than {MAX_HELP_BYTES} bytes"));
+        }
+        if buckets.len() > MAX_BUCKETS {
+            return Err(format!("more than {MAX_BUCKETS} buckets"));
         }
         let mut defined = self
             .plugin_defined
@@ -354,8 +504,27 @@ impl Metrics {
                 "metric {name:?} is already defined with another kind or labels"
             ));
         }
-        let metric = self.create(name, kind, help, label_names, buckets)?;
-        defined.insert(name.to_owned(), metric);
+        let owned = defined
+            .values()
+            .filter(|m| &*m.owner == owner.plugin)
+            .count();
+        if owned >= MAX_METRICS_PER_PLUGIN {
+            return Err(format!(
+                "plugin {} already has {MAX_METRICS_PER_PLUGIN} metrics",
+                owner.plugin
+            ));
+        }
+        let collector = self.create(name, kind, help, label_names, buckets)?;
+        defined.insert(
+            name.to_owned(),
+            PluginMetric {
+                collector,
+                label_names: label_names.to_vec(),
+                owner: owner.plugin.into(),
+                series_limit: owner.series_limit,
+                series: Mutex::default(),
+            },
+        );
         Ok(())
     }
 
@@ -366,7 +535,7 @@ impl Metrics {
         help: &str,
         label_names: &[String],
         buckets: &[f64],
-    ) -> Result<PluginMetric, String> {
+    ) -> Result<PluginCollector, String> {
         let labels: Vec<&str> = label_names.iter().map(String::as_str).collect();
         let help = if help.is_empty() {
             "Defined by a plugin."
@@ -374,30 +543,27 @@ impl Metrics {
             help
         };
         let metric = match kind {
-            MetricKind::Counter => PluginMetric::Counter(
+            MetricKind::Counter => PluginCollector::Counter(
                 IntCounterVec::new(Opts::new(name, help), &labels).map_err(|e| e.to_string())?,
-                label_names.to_vec(),
             ),
-            MetricKind::Gauge => PluginMetric::Gauge(
+            MetricKind::Gauge => PluginCollector::Gauge(
                 prometheus::GaugeVec::new(Opts::new(name, help), &labels)
                     .map_err(|e| e.to_string())?,
-                label_names.to_vec(),
             ),
             MetricKind::Histogram => {
                 let mut opts = HistogramOpts::new(name, help);
                 if !buckets.is_empty() {
                     opts = opts.buckets(buckets.to_vec());
                 }
-                PluginMetric::Histogram(
+                PluginCollector::Histogram(
                     HistogramVec::new(opts, &labels).map_err(|e| e.to_string())?,
-                    label_names.to_vec(),
                 )
             }
         };
         let collector: Box<dyn prometheus::core::Collector> = match &metric {
-            PluginMetric::Counter(m, _) => Box::new(m.clone()),
-            PluginMetric::Gauge(m, _) => Box::new(m.clone()),
-            PluginMetric::Histogram(m, _) => Box::new(m.clone()),
+            PluginCollector::Counter(m) => Box::new(m.clone()),
+            PluginCollector::Gauge(m) => Box::new(m.clone()),
+            PluginCollector::Histogram(m) => Box::new(m.clone()),
         };
         self.registry
             .register(collector)
@@ -408,10 +574,14 @@ impl Metrics {
     /// Applies a plugin's update, creating the metric on first use.
     pub fn update(
         &self,
+        owner: MetricOwner<'_>,
         name: &str,
         labels: &[(String, String)],
         update: MetricUpdate,
     ) -> Result<(), String> {
+        if labels.len() > MAX_LABELS {
+            return Err(format!("more than {MAX_LABELS} labels"));
+        }
         for (key, value) in labels {
             if key.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
                 return Err(format!("label {key:?} longer than {MAX_LABEL_BYTES} bytes"));
@@ -426,7 +596,7 @@ impl Metrics {
         };
         if !known {
             let names: Vec<String> = labels.iter().map(|(k, _)| k.clone()).collect();
-            self.describe(name, update.kind(), "", &names, &[])?;
+            self.describe(owner, name, update.kind(), "", &names, &[])?;
         }
         let defined = self
             .plugin_defined
@@ -440,17 +610,26 @@ impl Metrics {
         }
         let values = ordered_values(metric.label_names(), labels)
             .ok_or_else(|| format!("metric {name:?} has labels {:?}", metric.label_names()))?;
-        match (metric, update) {
-            (PluginMetric::Counter(m, _), MetricUpdate::CounterAdd(delta)) => {
+        if !metric.admit_series(self.series_hasher.hash_one(&values)) {
+            self.plugin_series_refused
+                .with_label_values(&[owner.plugin])
+                .inc();
+            return Err(format!(
+                "metric {name:?} has reached its limit of {} series (label combinations)",
+                metric.series_limit
+            ));
+        }
+        match (&metric.collector, update) {
+            (PluginCollector::Counter(m), MetricUpdate::CounterAdd(delta)) => {
                 m.with_label_values(&values).inc_by(delta)
             }
-            (PluginMetric::Gauge(m, _), MetricUpdate::GaugeSet(value)) => {
+            (PluginCollector::Gauge(m), MetricUpdate::GaugeSet(value)) => {
                 m.with_label_values(&values).set(value)
             }
-            (PluginMetric::Gauge(m, _), MetricUpdate::GaugeAdd(delta)) => {
+            (PluginCollector::Gauge(m), MetricUpdate::GaugeAdd(delta)) => {
                 m.with_label_values(&values).add(delta)
             }
-            (PluginMetric::Histogram(m, _), MetricUpdate::Observe(value)) => {
+            (PluginCollector::Histogram(m), MetricUpdate::Observe(value)) => {
                 m.with_label_values(&values).observe(value)
             }
             _ => unreachable!("kinds were compared above"),

@@ -40,6 +40,11 @@ struct SettingsFile {
     instances: Option<InstanceMode>,
     hook_timeout_ms: Option<u64>,
     memory_limit_mb: Option<u64>,
+    trip_after: Option<u32>,
+    trip_cooldown_ms: Option<u64>,
+    log_rate_per_second: Option<u32>,
+    metric_series_limit: Option<u32>,
+    clock_resolution_us: Option<u64>,
     #[serde(default)]
     config: Option<toml::Table>,
 }
@@ -48,6 +53,16 @@ struct SettingsFile {
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(100);
 /// Default memory limit of one instance.
 pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 64;
+/// Default cool-down of a tripped plugin.
+pub const DEFAULT_TRIP_COOLDOWN: Duration = Duration::from_secs(10);
+/// Default log records (from the `log` import, stdout and stderr) a plugin
+/// may write per second; more are dropped and counted.
+pub const DEFAULT_LOG_RATE_PER_SECOND: u32 = 1000;
+/// Default number of label combinations (series) one plugin metric may have.
+pub const DEFAULT_METRIC_SERIES_LIMIT: u32 = 1000;
+/// Default resolution of the clocks a plugin reads: 1 ms, so that a plugin
+/// cannot time the host (or other requests) more finely than that.
+pub const DEFAULT_CLOCK_RESOLUTION: Duration = Duration::from_millis(1);
 
 /// A plugin's settings, with defaults applied.
 #[derive(Debug, Clone)]
@@ -62,6 +77,17 @@ pub struct PluginSettings {
     pub hook_timeout: Duration,
     /// Linear memory limit per instance, in bytes.
     pub memory_limit_bytes: usize,
+    /// Consecutive failures that trip the plugin out of the chain for
+    /// [`trip_cooldown`](Self::trip_cooldown); 0 never trips it.
+    pub trip_after: u32,
+    /// How long a tripped plugin stays tripped.
+    pub trip_cooldown: Duration,
+    /// Log records per second (burst: one second's worth).
+    pub log_rate_per_second: u32,
+    /// Series (label combinations) per metric the plugin creates.
+    pub metric_series_limit: u32,
+    /// Resolution of the wall and monotonic clocks the plugin reads.
+    pub clock_resolution: Duration,
     /// The `[config]` table as JSON, given to `init`.
     pub config_json: String,
 }
@@ -74,6 +100,14 @@ impl Default for PluginSettings {
             instances: InstanceMode::default(),
             hook_timeout: DEFAULT_HOOK_TIMEOUT,
             memory_limit_bytes: (DEFAULT_MEMORY_LIMIT_MB << 20) as usize,
+            // Off by default: with `failure = "open"`, a client able to make
+            // a plugin fail N times in a row could otherwise switch it off
+            // for everyone. See docs/limits.md.
+            trip_after: 0,
+            trip_cooldown: DEFAULT_TRIP_COOLDOWN,
+            log_rate_per_second: DEFAULT_LOG_RATE_PER_SECOND,
+            metric_series_limit: DEFAULT_METRIC_SERIES_LIMIT,
+            clock_resolution: DEFAULT_CLOCK_RESOLUTION,
             config_json: "{}".into(),
         }
     }
@@ -99,6 +133,36 @@ impl PluginSettings {
             Some(ms) => Duration::from_millis(ms),
             None => defaults.hook_timeout,
         };
+        let trip_cooldown = match file.trip_cooldown_ms {
+            Some(0) => return Err(invalid("trip_cooldown_ms", "must be at least 1".into())),
+            Some(ms) => Duration::from_millis(ms),
+            None => defaults.trip_cooldown,
+        };
+        let log_rate_per_second = file
+            .log_rate_per_second
+            .unwrap_or(defaults.log_rate_per_second);
+        if !(1..=1_000_000).contains(&log_rate_per_second) {
+            return Err(invalid(
+                "log_rate_per_second",
+                "must be 1 to 1000000".into(),
+            ));
+        }
+        let metric_series_limit = file
+            .metric_series_limit
+            .unwrap_or(defaults.metric_series_limit);
+        if !(1..=100_000).contains(&metric_series_limit) {
+            return Err(invalid("metric_series_limit", "must be 1 to 100000".into()));
+        }
+        let clock_resolution = match file.clock_resolution_us {
+            Some(us @ 1..=1_000_000) => Duration::from_micros(us),
+            Some(_) => {
+                return Err(invalid(
+                    "clock_resolution_us",
+                    "must be 1 to 1000000".into(),
+                ));
+            }
+            None => defaults.clock_resolution,
+        };
         let config_json = match file.config {
             Some(table) => serde_json::to_string(&table)
                 .map_err(|e| invalid("config", format!("cannot be encoded as JSON: {e}")))?,
@@ -110,6 +174,11 @@ impl PluginSettings {
             instances: file.instances.unwrap_or(defaults.instances),
             hook_timeout,
             memory_limit_bytes: (memory_limit_mb << 20) as usize,
+            trip_after: file.trip_after.unwrap_or(defaults.trip_after),
+            trip_cooldown,
+            log_rate_per_second,
+            metric_series_limit,
+            clock_resolution,
             config_json,
         })
     }
@@ -143,6 +212,39 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&settings.config_json).unwrap();
         assert_eq!(json["prefixes"][0], "/a");
         assert_eq!(json["status"], 403);
+    }
+
+    #[test]
+    fn containment_keys_have_safe_defaults_and_ranges() {
+        let defaults = PluginSettings::parse(Path::new("x.toml"), "").unwrap();
+        assert_eq!(
+            defaults.trip_after, 0,
+            "the breaker is off unless asked for"
+        );
+        assert_eq!(defaults.log_rate_per_second, DEFAULT_LOG_RATE_PER_SECOND);
+        assert_eq!(defaults.clock_resolution, Duration::from_millis(1));
+        let set = PluginSettings::parse(
+            Path::new("x.toml"),
+            "trip_after = 3\ntrip_cooldown_ms = 250\nlog_rate_per_second = 5\nmetric_series_limit = 7\nclock_resolution_us = 1\n",
+        )
+        .unwrap();
+        assert_eq!(set.trip_after, 3);
+        assert_eq!(set.trip_cooldown, Duration::from_millis(250));
+        assert_eq!(set.log_rate_per_second, 5);
+        assert_eq!(set.metric_series_limit, 7);
+        assert_eq!(set.clock_resolution, Duration::from_micros(1));
+        for (text, key) in [
+            ("trip_cooldown_ms = 0\n", "trip_cooldown_ms"),
+            ("log_rate_per_second = 0\n", "log_rate_per_second"),
+            ("metric_series_limit = 0\n", "metric_series_limit"),
+            ("clock_resolution_us = 0\n", "clock_resolution_us"),
+            ("trip_after = -1\n", "trip_after"),
+        ] {
+            let error = PluginSettings::parse(Path::new("x.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

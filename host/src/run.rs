@@ -80,12 +80,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let proxy = Arc::new(Proxy::new(
-        app.chain.clone(),
-        app.config.upstream.clone(),
-        app.config.upstream_timeout,
-        app.metrics().clone(),
-    ));
+    let proxy = Arc::new(
+        Proxy::new(
+            app.chain.clone(),
+            app.config.upstream.clone(),
+            app.config.upstream_timeout,
+            app.metrics().clone(),
+        )
+        .with_limits(app.config.limits.clone()),
+    );
     let drained = server::serve(
         listener,
         proxy,

@@ -18,6 +18,9 @@ pub const MAX_KEYS: usize = 1_000_000;
 pub const MAX_KEY_BYTES: usize = 512;
 /// Largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Most value bytes the store holds in all; without it, [`MAX_KEYS`]
+/// values of [`MAX_VALUE_BYTES`] would be 64 GiB.
+pub const MAX_TOTAL_VALUE_BYTES: usize = 256 << 20;
 
 /// Why a shared-state operation was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -31,6 +34,9 @@ pub enum SharedStateError {
     /// The store holds [`MAX_KEYS`] keys already.
     #[error("shared state is full ({MAX_KEYS} keys)")]
     Full,
+    /// The store holds [`MAX_TOTAL_VALUE_BYTES`] of values already.
+    #[error("shared state is full ({MAX_TOTAL_VALUE_BYTES} bytes of values)")]
+    NoSpace,
     /// The key holds another kind of entry.
     #[error("key holds a {0}, not a {1}")]
     WrongKind(&'static str, &'static str),
@@ -77,6 +83,14 @@ impl Entry {
         }
     }
 
+    /// Bytes of value data the entry holds.
+    fn value_bytes(&self) -> usize {
+        match self {
+            Entry::Value { bytes, .. } => bytes.len(),
+            _ => 0,
+        }
+    }
+
     fn expired(&self, now: Instant) -> bool {
         match self {
             Entry::Counter { expires, .. } | Entry::Value { expires, .. } => {
@@ -93,6 +107,7 @@ pub struct SharedState {
     shards: Vec<Mutex<HashMap<String, Entry>>>,
     hasher: RandomState,
     len: std::sync::atomic::AtomicUsize,
+    value_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for SharedState {
@@ -101,6 +116,7 @@ impl Default for SharedState {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             len: 0.into(),
+            value_bytes: 0.into(),
         }
     }
 }
@@ -150,6 +166,33 @@ impl SharedState {
         self.len.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Reserves `bytes` of value space, or says the store has none left.
+    fn admit_value_bytes(&self, bytes: usize) -> Result<(), SharedStateError> {
+        use std::sync::atomic::Ordering;
+        let mut current = self.value_bytes.load(Ordering::Relaxed);
+        loop {
+            if current.saturating_add(bytes) > MAX_TOTAL_VALUE_BYTES {
+                return Err(SharedStateError::NoSpace);
+            }
+            match self.value_bytes.compare_exchange_weak(
+                current,
+                current + bytes,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    fn release_value_bytes(&self, bytes: usize) {
+        if bytes > 0 {
+            self.value_bytes
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Adds `delta` to a counter and returns the new value. A new counter
     /// expires `ttl_ms` after its creation (0: never).
     pub fn counter_add(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, SharedStateError> {
@@ -165,6 +208,7 @@ impl SharedState {
                 other => Err(SharedStateError::WrongKind(other.kind(), "counter")),
             },
             Some(entry) => {
+                self.release_value_bytes(entry.value_bytes());
                 *entry = Entry::Counter {
                     value: delta,
                     expires: ttl_deadline(now, ttl_ms),
@@ -229,7 +273,10 @@ impl SharedState {
             Some(entry) if !entry.expired(now) => {
                 return Err(SharedStateError::WrongKind(entry.kind(), "token bucket"));
             }
-            Some(_) => burst_f,
+            Some(entry) => {
+                self.release_value_bytes(entry.value_bytes());
+                burst_f
+            }
             None => {
                 self.admit_new_key()?;
                 burst_f
@@ -280,9 +327,19 @@ impl SharedState {
         }
         let now = Instant::now();
         let mut shard = self.shard(key);
-        if !shard.contains_key(key) {
-            self.admit_new_key()?;
+        let old = shard.get(key).map(Entry::value_bytes);
+        let old_bytes = old.unwrap_or(0);
+        // Only growth needs room: a replacement reuses the old value's.
+        if value.len() > old_bytes {
+            self.admit_value_bytes(value.len() - old_bytes)?;
         }
+        if old.is_none()
+            && let Err(full) = self.admit_new_key()
+        {
+            self.release_value_bytes(value.len());
+            return Err(full);
+        }
+        self.release_value_bytes(old_bytes.saturating_sub(value.len()));
         shard.insert(
             key.to_owned(),
             Entry::Value {
@@ -295,7 +352,8 @@ impl SharedState {
 
     /// Removes a key of any kind.
     pub fn delete(&self, key: &str) {
-        if self.shard(key).remove(key).is_some() {
+        if let Some(entry) = self.shard(key).remove(key) {
+            self.release_value_bytes(entry.value_bytes());
             self.forget_key();
         }
     }
@@ -307,7 +365,15 @@ impl SharedState {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|poison| poison.into_inner());
             let before = shard.len();
-            shard.retain(|_, entry| !entry.expired(now));
+            let mut freed = 0;
+            shard.retain(|_, entry| {
+                let keep = !entry.expired(now);
+                if !keep {
+                    freed += entry.value_bytes();
+                }
+                keep
+            });
+            self.release_value_bytes(freed);
             removed += before - shard.len();
         }
         for _ in 0..removed {
@@ -352,6 +418,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(state.counter_get("c"), None);
         assert_eq!(state.counter_add("c", 1, 20).unwrap(), 1);
+    }
+
+    #[test]
+    fn value_bytes_are_capped_in_all_and_freed_again() {
+        let state = SharedState::default();
+        let chunk = vec![0u8; MAX_VALUE_BYTES];
+        let fit = MAX_TOTAL_VALUE_BYTES / MAX_VALUE_BYTES;
+        for i in 0..fit {
+            state.set(&format!("k{i}"), chunk.clone(), 0).unwrap();
+        }
+        assert_eq!(
+            state.set("one-more", chunk.clone(), 0),
+            Err(SharedStateError::NoSpace)
+        );
+        assert_eq!(state.len(), fit, "the refused key was not counted");
+        // Replacing a value reuses its space; deleting frees it.
+        state.set("k0", chunk.clone(), 0).unwrap();
+        state.delete("k1");
+        state.set("one-more", chunk, 0).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod chain;
 mod check;
+mod containment;
 mod hot_swap;
 mod logging;
 mod metrics_plugin;

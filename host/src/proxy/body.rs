@@ -10,27 +10,29 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::limits::{BodyError, LimitedBody};
+
 /// A request body on its way upstream, counting the bytes read.
 pub struct CountingBody {
-    inner: Incoming,
+    inner: LimitedBody,
     read: Arc<AtomicU64>,
 }
 
 impl CountingBody {
     /// Wraps `inner`; `read` grows as data frames pass.
-    pub fn new(inner: Incoming, read: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: LimitedBody, read: Arc<AtomicU64>) -> Self {
         Self { inner, read }
     }
 }
 
 impl Body for CountingBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()

@@ -1,9 +1,12 @@
 //! The one place where a failure becomes an HTTP response.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::body::ResponseBody;
+use crate::runtime::plugin::HookFailure;
 
 /// Why the proxy answers with an error instead of the upstream's response.
 #[derive(Debug)]
@@ -19,6 +22,23 @@ pub enum ProxyError {
         /// The plugin's name.
         plugin: String,
     },
+    /// A plugin whose failure policy is `closed` is tripped after
+    /// consecutive failures, so requests fail fast.
+    PluginTripped {
+        /// The plugin's name.
+        plugin: String,
+        /// Time left in its cool-down.
+        retry_after: Duration,
+    },
+    /// The request body is larger than the limit for its path.
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The client did not send the whole request in time.
+    RequestTimeout,
+    /// The client's request body was malformed or cut off.
+    BadRequestBody,
 }
 
 impl ProxyError {
@@ -30,6 +50,21 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::PluginFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::PluginTripped { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The error for a failed plugin whose policy is `closed`.
+    pub fn plugin(plugin: String, failure: &HookFailure) -> Self {
+        match failure {
+            HookFailure::Tripped(retry_after) => ProxyError::PluginTripped {
+                plugin,
+                retry_after: *retry_after,
+            },
+            _ => ProxyError::PluginFailed { plugin },
         }
     }
 
@@ -40,6 +75,10 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::UpstreamFailed(_) => "upstream_failed",
             ProxyError::PluginFailed { .. } => "plugin_failed",
+            ProxyError::PluginTripped { .. } => "plugin_tripped",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::RequestTimeout => "request_timeout",
+            ProxyError::BadRequestBody => "bad_request_body",
         }
     }
 
@@ -50,6 +89,14 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "the application did not answer in time".into(),
             ProxyError::UpstreamFailed(_) => "the application's connection failed".into(),
             ProxyError::PluginFailed { plugin } => format!("plugin {plugin} failed"),
+            ProxyError::PluginTripped { plugin, .. } => {
+                format!("plugin {plugin} is tripped after repeated failures")
+            }
+            ProxyError::BodyTooLarge { limit } => {
+                format!("the request body is over the {limit}-byte limit")
+            }
+            ProxyError::RequestTimeout => "the request was not received in time".into(),
+            ProxyError::BadRequestBody => "the request body could not be read".into(),
         }
     }
 
@@ -71,6 +118,12 @@ impl ProxyError {
         );
         if let Some(id) = request_id {
             response.headers_mut().insert("x-request-id", id.clone());
+        }
+        if let ProxyError::PluginTripped { retry_after, .. } = self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

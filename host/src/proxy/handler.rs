@@ -23,8 +23,10 @@ use hyper_util::rt::TokioExecutor;
 use super::body::{Completion, CountingBody, ResponseBody};
 use super::errors::ProxyError;
 use super::headers;
+use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
 use super::upgrade;
 use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
+use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::runtime::bindings::Exchange;
 use crate::runtime::exchange::{Properties, RequestHead, ResponseHead};
@@ -37,6 +39,14 @@ pub struct Proxy {
     upstream: http::uri::Authority,
     upstream_timeout: Duration,
     metrics: Arc<Metrics>,
+    limits: Limits,
+}
+
+/// The client's request body with the limits that apply to it.
+struct ClientBody {
+    body: LimitedBody,
+    limit: u64,
+    verdict: BodyVerdict,
 }
 
 /// Counts a request as in flight until dropped.
@@ -180,7 +190,44 @@ impl Proxy {
             upstream,
             upstream_timeout,
             metrics,
+            limits: Limits::default(),
         }
+    }
+
+    /// Applies `limits` (body size, request timeout; the listener reads the
+    /// connection limits from here too).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Answers with `error` before the chain runs, counting the request.
+    fn refuse(
+        &self,
+        error: ProxyError,
+        reason: &str,
+        request_id: Option<&HeaderValue>,
+        started: Instant,
+    ) -> Response<ResponseBody> {
+        self.metrics.limit_rejected(reason);
+        self.metrics
+            .request_done(error.status().as_u16(), started.elapsed());
+        let mut response = error.to_response(request_id);
+        // The unread body makes the connection unusable for another request.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        response
     }
 
     /// Handles one request from `client_addr`.
@@ -199,6 +246,30 @@ impl Proxy {
             None => None,
         };
         let request_id = parts.headers.get("x-request-id").cloned();
+        let limit = self.limits.body_limit_for(parts.uri.path());
+        if declared_over(&parts.headers, limit) {
+            drop(in_flight);
+            if !expects_continue(&parts.headers) {
+                drain(body).await;
+            }
+            return self.refuse(
+                ProxyError::BodyTooLarge { limit },
+                "body_too_large",
+                request_id.as_ref(),
+                started,
+            );
+        }
+        let verdict = BodyVerdict::default();
+        let body = ClientBody {
+            body: LimitedBody::new(
+                body,
+                limit,
+                started + self.limits.request_timeout,
+                verdict.clone(),
+            ),
+            limit,
+            verdict,
+        };
         let head = RequestHead {
             parts,
             client_addr,
@@ -228,8 +299,18 @@ impl Proxy {
                     }
                     Err((error, took)) => {
                         trail.upstream_duration = took;
-                        self.metrics.upstream_failed(error.code());
-                        tracing::warn!(upstream = %self.upstream, "{error}");
+                        match &error {
+                            ProxyError::BodyTooLarge { .. }
+                            | ProxyError::RequestTimeout
+                            | ProxyError::BadRequestBody => {
+                                self.metrics.limit_rejected(error.code());
+                                tracing::info!(client = %client_addr, "{error}");
+                            }
+                            _ => {
+                                self.metrics.upstream_failed(error.code());
+                                tracing::warn!(upstream = %self.upstream, "{error}");
+                            }
+                        }
                         trail.error = Some(error.to_string());
                         error.to_response(request_id.as_ref())
                     }
@@ -243,7 +324,8 @@ impl Proxy {
             RequestVerdict::Failed { by, failure } => {
                 let plugin = chain.name(by).to_owned();
                 trail.error = Some(format!("plugin {plugin} failed in on-request: {failure}"));
-                let response = ProxyError::PluginFailed { plugin }.to_response(request_id.as_ref());
+                let response =
+                    ProxyError::plugin(plugin, &failure).to_response(request_id.as_ref());
                 (keep_request.then_some(head), response, by + 1)
             }
         };
@@ -270,7 +352,7 @@ impl Proxy {
                 ResponseVerdict::Failed { by, failure } => {
                     let plugin = chain.name(by).to_owned();
                     trail.error = Some(format!("plugin {plugin} failed in on-response: {failure}"));
-                    let (error_parts, error_body) = ProxyError::PluginFailed { plugin }
+                    let (error_parts, error_body) = ProxyError::plugin(plugin, &failure)
                         .to_response(request_id.as_ref())
                         .into_parts();
                     parts = error_parts;
@@ -314,7 +396,7 @@ impl Proxy {
     async fn forward(
         &self,
         head: RequestHead,
-        body: Incoming,
+        body: ClientBody,
         upgrade: Option<HeaderValue>,
         request_bytes: &Arc<AtomicU64>,
     ) -> Result<(Response<Incoming>, Duration), (ProxyError, Option<Duration>)> {
@@ -342,11 +424,24 @@ impl Proxy {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
+        let ClientBody {
+            body,
+            limit,
+            verdict,
+        } = body;
         let request = Request::from_parts(parts, CountingBody::new(body, request_bytes.clone()));
         let sent = Instant::now();
         match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok((response, sent.elapsed())),
             Ok(Err(error)) => {
+                // The upstream call failed because the client's body broke a
+                // limit: that is the client's error, not the upstream's.
+                if let Some(limit_error) = verdict.error(limit) {
+                    if let ProxyError::BodyTooLarge { .. } = limit_error {
+                        verdict.drain_rest().await;
+                    }
+                    return Err((limit_error, Some(sent.elapsed())));
+                }
                 let detail = error_chain(&error);
                 let error = if error.is_connect() {
                     ProxyError::UpstreamUnreachable(detail)

@@ -2,9 +2,11 @@
 //! client, bodies, headers and error responses.
 
 pub mod body;
+pub mod connection;
 pub mod errors;
 pub mod handler;
 pub mod headers;
+pub mod limits;
 pub mod server;
 pub mod upgrade;
 

@@ -1,21 +1,119 @@
 //! The inbound listener: HTTP/1.1 and h2c on one port, upgrades allowed,
-//! and a graceful drain on shutdown.
+//! the connection and request-head limits of `[limits]`, and a graceful
+//! drain on shutdown.
+//!
+//! A slow or hostile client costs one task and one connection slot until a
+//! timeout closes it: at most `max_connections` connections are served at
+//! once (the rest wait in the kernel's accept queue), a connection must
+//! send a request within `header_read_timeout_ms` and is closed after
+//! `idle_timeout_ms` without one, and an oversized head gets a 431 from
+//! hyper.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Proxy;
+use super::connection::{Activity, TrackedBody};
+use crate::config::Limits;
 
-/// Time a client gets to send a request head before the connection closes.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection closed for being quiet gets to finish closing.
+const QUIET_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Builds the HTTP/1 and HTTP/2 settings from the limits.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // The read buffer bounds the request head: a head that does not
+        // fit gets a 431.
+        .max_buf_size(limits.max_request_header_bytes)
+        .max_headers(limits.max_request_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            limits
+                .max_request_header_bytes
+                .try_into()
+                .unwrap_or(u32::MAX),
+        );
+    builder
+}
+
+/// Counts a connection as open until dropped.
+struct OpenConnection(Arc<Proxy>);
+
+impl OpenConnection {
+    fn new(proxy: &Arc<Proxy>) -> Self {
+        proxy.metrics().connections_open().inc();
+        Self(proxy.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics().connections_open().dec();
+    }
+}
+
+/// Serves one connection until it ends, goes quiet, or shutdown drains it.
+async fn serve_connection(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    _permit: OwnedSemaphorePermit,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _open = OpenConnection::new(&proxy);
+    let limits = proxy.limits().clone();
+    let activity = Arc::new(Activity::default());
+    let tracked = activity.clone();
+    let handler = proxy.clone();
+    let service = service_fn(move |request| {
+        let guard = tracked.request_started();
+        let proxy = handler.clone();
+        async move {
+            let response = proxy.handle(request, peer).await;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
+        }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let draining = tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            return;
+        }
+        reason = activity.closed_when_quiet(limits.header_read_timeout, limits.idle_timeout) => {
+            proxy.metrics().connection_closed(reason.name());
+            tracing::debug!(%peer, reason = reason.name(), "closing a quiet connection");
+            false
+        }
+        _ = stop.wait_for(|stop| *stop) => true,
+    };
+    connection.as_mut().graceful_shutdown();
+    if draining {
+        // Shutdown: in-flight requests finish (the caller bounds the wait).
+        let _ = connection.await;
+    } else {
+        // Nothing is in flight: a client that does not close is cut off.
+        let _ = tokio::time::timeout(QUIET_CLOSE_GRACE, connection).await;
+    }
+}
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and
 /// gives in-flight requests up to `grace` to finish. Returns whether every
@@ -26,49 +124,48 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> bool {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    let limits = proxy.limits().clone();
+    let builder = Arc::new(http_builder(&limits));
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(error) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let service = service_fn(move |request| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
-                });
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                });
-            }
+        // Wait for a free slot before accepting, so that excess connections
+        // queue in the kernel instead of costing memory here.
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
-        }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            builder.clone(),
+            stream,
+            peer,
+            proxy.clone(),
+            permit,
+            stopped.clone(),
+        ));
     }
     drop(listener);
     tracing::info!(grace = ?grace, "draining in-flight requests");
+    let _ = stop.send(true);
+    // Every connection holds a slot until it ends.
+    let all = limits.max_connections;
     tokio::select! {
-        () = graceful.shutdown() => true,
+        _ = slots.acquire_many(all) => true,
         () = tokio::time::sleep(grace) => {
             tracing::warn!("grace period over; closing the remaining connections");
             false

@@ -18,8 +18,13 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Largest linear memory one plugin instance may have in the pool.
 pub const MAX_POOLED_MEMORY_BYTES: usize = 512 << 20;
 
-/// Guest stack limit.
+/// Default guest stack limit. wasmtime sets this per engine, not per store,
+/// so it is one setting for every plugin (`[limits] plugin_stack_kb`).
 pub const MAX_WASM_STACK_BYTES: usize = 1 << 20;
+/// Room on each fiber stack beyond the guest's limit, for the host
+/// functions that guests call (wasmtime requires the fiber stack to be
+/// larger than the wasm stack limit).
+const HOST_STACK_HEADROOM: usize = 1 << 20;
 
 /// How instances get their memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +49,25 @@ impl std::fmt::Display for Allocator {
 pub struct PoolSize {
     /// Component instances that may live at once, across all plugins.
     pub instances: u32,
+    /// Guest stack limit, in bytes, for every plugin.
+    pub wasm_stack_bytes: usize,
 }
 
 impl Default for PoolSize {
     fn default() -> Self {
-        Self { instances: 1000 }
+        Self {
+            instances: 1000,
+            wasm_stack_bytes: MAX_WASM_STACK_BYTES,
+        }
     }
 }
 
-fn base_config() -> Config {
+fn base_config(wasm_stack_bytes: usize) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
-    config.max_wasm_stack(MAX_WASM_STACK_BYTES);
+    config.max_wasm_stack(wasm_stack_bytes);
+    config.async_stack_size(wasm_stack_bytes + HOST_STACK_HEADROOM);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config
 }
@@ -77,7 +88,7 @@ pub fn build_engine(pool: PoolSize) -> anyhow::Result<(Engine, Allocator)> {
     pooling.table_elements(100_000);
     pooling.max_core_instance_size(4 << 20);
     pooling.max_component_instance_size(4 << 20);
-    let mut config = base_config();
+    let mut config = base_config(pool.wasm_stack_bytes);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     match Engine::new(&config) {
         Ok(engine) => Ok((engine, Allocator::Pooling)),
@@ -86,7 +97,7 @@ pub fn build_engine(pool: PoolSize) -> anyhow::Result<(Engine, Allocator)> {
             // Address space is scarce here (that is why the pool failed), so
             // give up the 4 GiB reservations that let guests skip bounds
             // checks: memories start small and move when they grow.
-            let mut config = base_config();
+            let mut config = base_config(pool.wasm_stack_bytes);
             config.memory_reservation(0);
             config.memory_guard_size(64 << 10);
             config.guard_before_linear_memory(false);

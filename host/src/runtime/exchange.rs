@@ -20,6 +20,8 @@ pub struct ResponseHandle;
 
 /// Most headers a plugin may leave on one request or response.
 pub const MAX_HEADERS: usize = 256;
+/// Longest header name a plugin may set, in bytes.
+pub const MAX_HEADER_NAME_BYTES: usize = 1024;
 /// Longest header value a plugin may set, in bytes.
 pub const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
 /// Most entries in one request's property bag.
@@ -104,6 +106,9 @@ pub fn header_names(headers: &HeaderMap) -> Vec<String> {
 
 /// Validates a header a plugin wants to write.
 pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), EditError> {
+    if name.len() > MAX_HEADER_NAME_BYTES {
+        return Err(EditError::LimitExceeded);
+    }
     let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| EditError::InvalidName)?;
     if value.len() > MAX_HEADER_VALUE_BYTES {
         return Err(EditError::LimitExceeded);

@@ -12,13 +12,28 @@ use super::exchange::{
     write_header,
 };
 use super::state::HostState;
-use crate::metrics::{MetricKind, MetricUpdate};
+use crate::metrics::{MetricKind, MetricOwner, MetricUpdate};
 use crate::records::metrics::Source;
 
 /// Longest log message a plugin may write, in bytes; longer ones are cut.
 pub const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
 /// Most fields on one plugin log record; more are dropped.
 pub const MAX_LOG_FIELDS: usize = 32;
+/// Longest log field key, in bytes.
+pub const MAX_LOG_KEY_BYTES: usize = 256;
+/// Longest log field value, in bytes.
+pub const MAX_LOG_VALUE_BYTES: usize = 4096;
+/// Longest path and query a plugin may set, in bytes.
+pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+
+impl HostState {
+    fn metric_owner(&self) -> MetricOwner<'_> {
+        MetricOwner {
+            plugin: &self.services.name,
+            series_limit: self.services.metric_series_limit,
+        }
+    }
+}
 
 impl TypesHost for HostState {}
 
@@ -49,6 +64,9 @@ impl HostRequest for HostState {
         let Some(request) = self.request.as_mut() else {
             return Ok(());
         };
+        if target.len() > MAX_TARGET_BYTES {
+            return Err(EditError::LimitExceeded);
+        }
         if !target.starts_with('/') {
             return Err(EditError::InvalidValue);
         }
@@ -264,11 +282,15 @@ impl std::fmt::Display for Fields {
 
 impl LogHost for HostState {
     fn write(&mut self, level: LogLevel, mut message: String, mut fields: Vec<(String, String)>) {
+        // Records the filter drops anyway do not use up the budget.
+        if !self.enabled(level) || !self.services.log_budget.admit() {
+            return;
+        }
         truncate(&mut message, MAX_LOG_MESSAGE_BYTES);
         fields.truncate(MAX_LOG_FIELDS);
         for (key, value) in &mut fields {
-            truncate(key, 256);
-            truncate(value, 4096);
+            truncate(key, MAX_LOG_KEY_BYTES);
+            truncate(value, MAX_LOG_VALUE_BYTES);
         }
         let plugin = &*self.services.name;
         let fields = Fields(fields);
@@ -313,9 +335,14 @@ impl MetricsHost for HostState {
             WitMetricKind::Gauge => MetricKind::Gauge,
             WitMetricKind::Histogram => MetricKind::Histogram,
         };
-        self.services
-            .metrics
-            .describe(&name, kind, &help, &label_names, &buckets)
+        self.services.metrics.describe(
+            self.metric_owner(),
+            &name,
+            kind,
+            &help,
+            &label_names,
+            &buckets,
+        )
     }
 
     fn counter_add(
@@ -324,9 +351,12 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         delta: u64,
     ) -> Result<(), String> {
-        self.services
-            .metrics
-            .update(&name, &labels, MetricUpdate::CounterAdd(delta))
+        self.services.metrics.update(
+            self.metric_owner(),
+            &name,
+            &labels,
+            MetricUpdate::CounterAdd(delta),
+        )
     }
 
     fn gauge_set(
@@ -335,9 +365,12 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         value: f64,
     ) -> Result<(), String> {
-        self.services
-            .metrics
-            .update(&name, &labels, MetricUpdate::GaugeSet(value))
+        self.services.metrics.update(
+            self.metric_owner(),
+            &name,
+            &labels,
+            MetricUpdate::GaugeSet(value),
+        )
     }
 
     fn gauge_add(
@@ -346,9 +379,12 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         delta: f64,
     ) -> Result<(), String> {
-        self.services
-            .metrics
-            .update(&name, &labels, MetricUpdate::GaugeAdd(delta))
+        self.services.metrics.update(
+            self.metric_owner(),
+            &name,
+            &labels,
+            MetricUpdate::GaugeAdd(delta),
+        )
     }
 
     fn histogram_observe(
@@ -357,9 +393,12 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         value: f64,
     ) -> Result<(), String> {
-        self.services
-            .metrics
-            .update(&name, &labels, MetricUpdate::Observe(value))
+        self.services.metrics.update(
+            self.metric_owner(),
+            &name,
+            &labels,
+            MetricUpdate::Observe(value),
+        )
     }
 }
 

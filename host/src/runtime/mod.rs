@@ -2,12 +2,17 @@
 //! host imports, plugin versions and the directory loader.
 
 pub mod bindings;
+pub mod breaker;
+pub mod clock;
 pub mod engine;
 pub mod exchange;
 pub mod host_impl;
 pub mod loader;
+pub mod log_budget;
+pub mod output;
 pub mod plugin;
 pub mod state;
+pub mod yielder;
 
 use std::sync::Arc;
 
@@ -44,7 +49,21 @@ impl Runtime {
         shared: Arc<SharedState>,
         records: Arc<Records>,
     ) -> anyhow::Result<Self> {
-        let (engine, allocator) = engine::build_engine(PoolSize::default())?;
+        Self::with_stack(metrics, shared, records, engine::MAX_WASM_STACK_BYTES)
+    }
+
+    /// Like [`Runtime::new`], with a guest stack limit of `wasm_stack_bytes`
+    /// for every plugin (wasmtime sets it per engine).
+    pub fn with_stack(
+        metrics: Arc<Metrics>,
+        shared: Arc<SharedState>,
+        records: Arc<Records>,
+        wasm_stack_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let (engine, allocator) = engine::build_engine(PoolSize {
+            wasm_stack_bytes,
+            ..PoolSize::default()
+        })?;
         let linker = engine::build_linker(&engine)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {

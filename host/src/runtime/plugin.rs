@@ -15,8 +15,12 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use super::bindings::{
     Action, AppLog, Exchange, HookSet, PluginBindings, PluginBindingsPre, Reply,
 };
-use super::exchange::{RequestHandle, RequestHead, ResponseHandle, ResponseHead, parse_header};
+use super::breaker::{Admission, Breaker, BreakerState};
+use super::exchange::{
+    MAX_HEADERS, RequestHandle, RequestHead, ResponseHandle, ResponseHead, parse_header,
+};
 use super::state::{HostState, PluginServices};
+use super::yielder::YieldToBack;
 use crate::metrics::HookMetrics;
 use crate::plugin_settings::{InstanceMode, PluginSettings};
 
@@ -25,6 +29,18 @@ pub const MAX_REPLY_BODY_BYTES: usize = 4 << 20;
 /// Idle instances kept per plugin version. Hook calls never await, so at
 /// most one instance per worker thread is busy at a time.
 pub const MAX_IDLE_INSTANCES: usize = 64;
+/// How long past its deadline a call that is blocked in a host call (a
+/// WASI sleep or poll, where no guest code runs to be interrupted) may
+/// take before it is abandoned. A busy guest is stopped at the deadline
+/// itself by the epoch callback.
+pub const BLOCKED_CALL_GRACE: Duration = Duration::from_millis(20);
+/// Epoch ticks before a call first yields: two, so that it has run for at
+/// least one whole tick. A call of microseconds then never yields, even
+/// when it happens to straddle a tick.
+const FIRST_YIELD_TICKS: u64 = 2;
+/// How many hook deadlines `init` gets: it may parse keys or compile
+/// patterns.
+pub const INIT_DEADLINE_FACTOR: u32 = 10;
 
 /// The hooks after `init`, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +56,11 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// The hook's position in the phase order (0 to 2).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The hook's name as used in the WIT, metrics and docs.
     pub fn name(self) -> &'static str {
         match self {
@@ -112,9 +133,15 @@ pub enum HookOutcome {
 /// Why a hook call failed; each goes through the plugin's failure policy.
 #[derive(Debug, thiserror::Error)]
 pub enum HookFailure {
-    /// The guest trapped (panic, out-of-bounds, stack overflow, out of memory).
+    /// The guest trapped (panic, out-of-bounds access, unreachable).
     #[error("trapped: {0}")]
     Trap(String),
+    /// The guest tried to grow its memory past its limit.
+    #[error("ran out of memory: {0}")]
+    OutOfMemory(String),
+    /// The guest's call stack grew past the engine's stack limit.
+    #[error("overflowed its stack")]
+    StackOverflow,
     /// The guest ran past its CPU deadline.
     #[error("ran past its {0:?} deadline")]
     Timeout(Duration),
@@ -127,6 +154,10 @@ pub enum HookFailure {
     /// No instance could be created.
     #[error("no instance available: {0}")]
     Unavailable(String),
+    /// The plugin is tripped after consecutive failures and was not called;
+    /// the cool-down ends in this long.
+    #[error("tripped after consecutive failures; not called for another {0:?}")]
+    Tripped(Duration),
 }
 
 impl HookFailure {
@@ -134,10 +165,13 @@ impl HookFailure {
     pub fn kind(&self) -> &'static str {
         match self {
             HookFailure::Trap(_) => "trap",
+            HookFailure::OutOfMemory(_) => "memory",
+            HookFailure::StackOverflow => "stack",
             HookFailure::Timeout(_) => "timeout",
             HookFailure::Error(_) => "error",
             HookFailure::Invalid(_) => "invalid",
             HookFailure::Unavailable(_) => "unavailable",
+            HookFailure::Tripped(_) => "tripped",
         }
     }
 }
@@ -209,6 +243,8 @@ pub struct PluginVersion {
     pub failures: AtomicU64,
     /// Text of the last failure, for `/plugins`.
     pub last_failure: Mutex<Option<String>>,
+    /// Trips the plugin out of the chain after consecutive failures.
+    pub breaker: Breaker,
     engine: Engine,
     pre: PluginBindingsPre<HostState>,
     services: Arc<PluginServices>,
@@ -242,15 +278,23 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
     Component::new(engine, bytes).map_err(LoadError::Compile)
 }
 
-fn classify_trap(error: wasmtime::Error, deadline: Duration) -> HookFailure {
-    if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-        return HookFailure::Timeout(deadline);
+/// Names what stopped a guest. `memory_refused` says whether the store's
+/// limiter refused to grow its memory during the call.
+fn classify_trap(error: wasmtime::Error, deadline: Duration, memory_refused: bool) -> HookFailure {
+    // The root cause fits on one log line; the wasm backtrace is kept for
+    // debug logs.
+    tracing::debug!("guest stopped: {error:?}");
+    let cause = error.root_cause().to_string();
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => HookFailure::Timeout(deadline),
+        Some(wasmtime::Trap::StackOverflow) => HookFailure::StackOverflow,
+        _ if memory_refused => HookFailure::OutOfMemory(cause),
+        _ => HookFailure::Trap(cause),
     }
-    HookFailure::Trap(format!("{error:#}"))
 }
 
 /// Turns a plugin's reply into one the proxy can send, or says why not.
-fn validate_reply(reply: Reply) -> Result<PluginReply, HookFailure> {
+pub fn validate_reply(reply: Reply) -> Result<PluginReply, HookFailure> {
     let status = StatusCode::from_u16(reply.status)
         .ok()
         .filter(|s| s.as_u16() >= 200)
@@ -263,12 +307,22 @@ fn validate_reply(reply: Reply) -> Result<PluginReply, HookFailure> {
             reply.body.len()
         )));
     }
+    if reply.headers.len() > MAX_HEADERS {
+        return Err(HookFailure::Invalid(format!(
+            "{} headers are over the limit of {MAX_HEADERS}",
+            reply.headers.len()
+        )));
+    }
     let mut headers = HeaderMap::with_capacity(reply.headers.len());
     for (name, value) in &reply.headers {
         let (name, value) = parse_header(name, value)
             .map_err(|_| HookFailure::Invalid(format!("header {name:?} is not valid")))?;
         headers.append(name, value);
     }
+    // The host frames the body it was given: a plugin's own length or
+    // transfer coding could only disagree with it and break the response.
+    headers.remove(http::header::CONTENT_LENGTH);
+    headers.remove(http::header::TRANSFER_ENCODING);
     Ok(PluginReply {
         status,
         headers,
@@ -315,10 +369,12 @@ impl PluginVersion {
         let pre = PluginBindingsPre::new(pre).map_err(LoadError::WrongWorld)?;
         let services = Arc::new(PluginServices::new(
             name,
+            &settings,
             runtime.metrics.clone(),
             runtime.shared.clone(),
             runtime.records.clone(),
         ));
+        let breaker = Breaker::new(settings.trip_after, settings.trip_cooldown);
         let mut version = Self {
             name: name.into(),
             file,
@@ -328,6 +384,7 @@ impl PluginVersion {
             loaded_at: SystemTime::now(),
             failures: AtomicU64::new(0),
             last_failure: Mutex::new(None),
+            breaker,
             engine: runtime.engine.clone(),
             pre,
             services,
@@ -347,28 +404,42 @@ impl PluginVersion {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         // At every epoch tick the guest yields its thread (so a busy plugin
-        // cannot starve other requests) and traps once past its deadline.
+        // cannot starve other requests; see `yielder`) and traps once past
+        // its deadline.
         store.epoch_deadline_callback(|context| {
             if Instant::now() >= context.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(YieldToBack::default()),
+                ))
             }
         });
-        store.set_epoch_deadline(1);
-        // init may parse keys or compile patterns: give it ten hook deadlines.
-        let init_deadline = self.settings.hook_timeout * 10;
-        store.data_mut().deadline = Instant::now() + init_deadline;
-        let bindings = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| HookFailure::Unavailable(format!("{e:#}")))?;
-        let flags = bindings
-            .tandem_plugin_hooks()
-            .call_init(&mut store, &self.settings.config_json)
-            .await
-            .map_err(|e| classify_trap(e, init_deadline))?
+        store.set_epoch_deadline(FIRST_YIELD_TICKS);
+        let init_deadline = self.settings.hook_timeout * INIT_DEADLINE_FACTOR;
+        let deadline = Instant::now() + init_deadline;
+        store.data_mut().deadline = deadline;
+        let started = async {
+            let bindings = self
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| HookFailure::Unavailable(format!("{e:#}")))?;
+            let flags = bindings
+                .tandem_plugin_hooks()
+                .call_init(&mut store, &self.settings.config_json)
+                .await;
+            Ok::<_, HookFailure>((bindings, flags))
+        };
+        let backstop = tokio::time::Instant::from_std(deadline + BLOCKED_CALL_GRACE);
+        let (bindings, flags) = match tokio::time::timeout_at(backstop, started).await {
+            Ok(started) => started?,
+            Err(_) => return Err(HookFailure::Timeout(init_deadline)),
+        };
+        let memory_refused = store.data().limits.memory_refused;
+        let flags = flags
+            .map_err(|e| classify_trap(e, init_deadline, memory_refused))?
             .map_err(HookFailure::Error)?;
         Ok((PluginInstance { store, bindings }, Hooks::from_flags(flags)))
     }
@@ -419,6 +490,12 @@ impl PluginVersion {
             HookCall::Response => Hook::OnResponse,
             HookCall::Log(_) => Hook::OnLog,
         };
+        if let Admission::Tripped(remaining) = self.breaker.admit() {
+            if let Some(metrics) = self.hook_metrics(hook) {
+                metrics.tripped();
+            }
+            return (request, response, Err(HookFailure::Tripped(remaining)));
+        }
         let started = Instant::now();
         let mut instance = match self.checkout().await {
             Ok(instance) => instance,
@@ -430,33 +507,40 @@ impl PluginVersion {
         let PluginInstance { store, bindings } = &mut instance;
         store.data_mut().request = Some(request);
         store.data_mut().response = response;
-        store.data_mut().deadline = Instant::now() + self.settings.hook_timeout;
-        store.set_epoch_deadline(1);
+        let deadline = Instant::now() + self.settings.hook_timeout;
+        store.data_mut().deadline = deadline;
+        store.set_epoch_deadline(FIRST_YIELD_TICKS);
         let hooks = bindings.tandem_plugin_hooks();
         let request_handle = Resource::<RequestHandle>::new_borrow(0);
-        let result = match call {
-            HookCall::Request => hooks
-                .call_on_request(&mut *store, request_handle)
-                .await
-                .map(HookReturn::Action),
-            HookCall::Response => hooks
-                .call_on_response(
-                    &mut *store,
-                    request_handle,
-                    Resource::<ResponseHandle>::new_borrow(0),
-                )
-                .await
-                .map(HookReturn::Action),
-            HookCall::Log(exchange) => hooks
-                .call_on_log(
-                    &mut *store,
-                    request_handle,
-                    Resource::<ResponseHandle>::new_borrow(0),
-                    exchange,
-                )
-                .await
-                .map(|()| HookReturn::Logged),
+        let run = async {
+            match call {
+                HookCall::Request => hooks
+                    .call_on_request(&mut *store, request_handle)
+                    .await
+                    .map(HookReturn::Action),
+                HookCall::Response => hooks
+                    .call_on_response(
+                        &mut *store,
+                        request_handle,
+                        Resource::<ResponseHandle>::new_borrow(0),
+                    )
+                    .await
+                    .map(HookReturn::Action),
+                HookCall::Log(exchange) => hooks
+                    .call_on_log(
+                        &mut *store,
+                        request_handle,
+                        Resource::<ResponseHandle>::new_borrow(0),
+                        exchange,
+                    )
+                    .await
+                    .map(|()| HookReturn::Logged),
+            }
         };
+        // Guest code is interrupted at the deadline by the epoch callback;
+        // this backstop abandons a call blocked in a host call instead.
+        let backstop = tokio::time::Instant::from_std(deadline + BLOCKED_CALL_GRACE);
+        let result = tokio::time::timeout_at(backstop, run).await;
         let request = store
             .data_mut()
             .request
@@ -466,17 +550,19 @@ impl PluginVersion {
         if let Some(metrics) = self.hook_metrics(hook) {
             metrics.observe(started.elapsed());
         }
-        match result {
-            Ok(value) => {
+        let memory_refused = store.data().limits.memory_refused;
+        let failure = match result {
+            Ok(Ok(value)) => {
                 self.give_back(instance);
-                (request, response, Ok(value))
+                return (request, response, Ok(value));
             }
-            Err(error) => {
-                let failure = classify_trap(error, self.settings.hook_timeout);
-                self.record_failure(hook, &failure);
-                (request, response, Err(failure))
-            }
-        }
+            Ok(Err(error)) => classify_trap(error, self.settings.hook_timeout, memory_refused),
+            Err(_) => HookFailure::Timeout(self.settings.hook_timeout),
+        };
+        // The failed instance is dropped here, never reused.
+        drop(instance);
+        self.record_failure(hook, &failure);
+        (request, response, Err(failure))
     }
 
     fn record_failure(&self, hook: Hook, failure: &HookFailure) {
@@ -492,6 +578,23 @@ impl PluginVersion {
         );
         let text = format!("{}: {failure}", hook.name());
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+        if self.breaker.failed(hook.index()) {
+            self.services.metrics.plugin_tripped(&self.name);
+            tracing::error!(
+                plugin = &*self.name,
+                consecutive_failures = self.settings.trip_after,
+                cooldown = ?self.settings.trip_cooldown,
+                policy = ?self.settings.failure,
+                "plugin tripped out of the chain after consecutive failures"
+            );
+        }
+    }
+
+    fn record_success(&self, hook: Hook) {
+        if self.breaker.succeeded(hook.index()) {
+            self.services.metrics.plugin_recovered(&self.name);
+            tracing::info!(plugin = &*self.name, "plugin serving again after a trip");
+        }
     }
 
     /// Judges what an `on-request` or `on-response` hook returned.
@@ -500,14 +603,16 @@ impl PluginVersion {
         hook: Hook,
         returned: Result<HookReturn, HookFailure>,
     ) -> Result<HookOutcome, HookFailure> {
-        match returned? {
+        let outcome = match returned? {
             HookReturn::Action(action) => decide(action).inspect_err(|failure| {
                 // Errors the guest returned were not yet recorded; invalid
                 // results neither.
                 self.record_failure(hook, failure);
-            }),
-            HookReturn::Logged => Ok(HookOutcome::Continue),
-        }
+            })?,
+            HookReturn::Logged => HookOutcome::Continue,
+        };
+        self.record_success(hook);
+        Ok(outcome)
     }
 
     /// Calls `on-request`.
@@ -541,6 +646,9 @@ impl PluginVersion {
         let (request, response, returned) = self
             .call(HookCall::Log(exchange), request, Some(response))
             .await;
+        if returned.is_ok() {
+            self.record_success(Hook::OnLog);
+        }
         (
             request,
             response.expect("the host put a response in"),
@@ -573,7 +681,8 @@ impl PluginVersion {
                 returned
             }
             Err(error) => {
-                let failure = classify_trap(error, self.settings.hook_timeout);
+                let memory_refused = store.data().limits.memory_refused;
+                let failure = classify_trap(error, self.settings.hook_timeout, memory_refused);
                 self.record_failure(hook, &failure);
                 return Err(failure);
             }
@@ -586,6 +695,14 @@ impl PluginVersion {
             Err(message) => Err(HookFailure::Error(message)),
         };
         judged.inspect_err(|failure| self.record_failure(hook, failure))
+    }
+
+    /// `serving` or `tripped`, for `/plugins`.
+    pub fn state_name(&self) -> &'static str {
+        match self.breaker.state() {
+            BreakerState::Serving => "serving",
+            BreakerState::Tripped { .. } => "tripped",
+        }
     }
 
     /// Idle instances in the pool.

@@ -1,16 +1,28 @@
 //! What a plugin's store holds: the current request and response heads, the
-//! services behind the host imports, and WASI with everything denied.
+//! services behind the host imports, its resource limits, and WASI with
+//! everything denied: no environment, arguments, files, sockets or name
+//! lookups; stdin is empty; stdout and stderr go to the log; clocks are
+//! coarse.
 
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::clock::{CoarseMonotonicClock, CoarseWallClock};
 use super::exchange::{RequestHead, ResponseHead};
+use super::log_budget::LogBudget;
+use super::output::{PluginOutput, Stdio};
 use crate::metrics::Metrics;
+use crate::plugin_settings::PluginSettings;
 use crate::records::Records;
 use crate::shared_state::SharedState;
+
+/// Most bytes one `wasi:random` call may ask for (wasmtime allows 64 MiB).
+pub const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+/// Most table elements per instance.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// Host services one plugin version reaches through its imports.
 pub struct PluginServices {
@@ -24,22 +36,38 @@ pub struct PluginServices {
     pub records: Arc<Records>,
     /// Prefix that keeps each plugin's shared-state keys apart.
     pub key_prefix: String,
+    /// Log records per second, shared by `log`, stdout and stderr.
+    pub log_budget: LogBudget,
+    /// Series per metric the plugin creates.
+    pub metric_series_limit: usize,
+    /// Resolution of the clocks the plugin reads.
+    pub clock_resolution: std::time::Duration,
 }
 
 impl PluginServices {
-    /// Services for the plugin `name`.
+    /// Services for the plugin `name` with its `settings`.
     pub fn new(
         name: &str,
+        settings: &PluginSettings,
         metrics: Arc<Metrics>,
         shared: Arc<SharedState>,
         records: Arc<Records>,
     ) -> Self {
+        let name: Arc<str> = name.into();
+        let log_budget = LogBudget::new(
+            name.clone(),
+            settings.log_rate_per_second,
+            metrics.log_dropped(&name),
+        );
         Self {
-            name: name.into(),
+            key_prefix: format!("{name}\u{0}"),
+            name,
             metrics,
             shared,
             records,
-            key_prefix: format!("{name}\u{0}"),
+            log_budget,
+            metric_series_limit: settings.metric_series_limit as usize,
+            clock_resolution: settings.clock_resolution,
         }
     }
 
@@ -52,6 +80,59 @@ impl PluginServices {
     }
 }
 
+/// Memory, table and instance limits of one store, remembering whether the
+/// guest ran into its memory limit so the failure can say so.
+pub struct PluginLimiter {
+    limits: StoreLimits,
+    /// The guest asked for more memory than its limit.
+    pub memory_refused: bool,
+}
+
+impl ResourceLimiter for PluginLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.memory_refused = true;
+        }
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
 /// The data of one plugin instance's store.
 pub struct HostState {
     /// The request the current hook works on, moved in for the call.
@@ -61,11 +142,29 @@ pub struct HostState {
     /// The services behind the imports.
     pub services: Arc<PluginServices>,
     /// Memory and table limits of this instance.
-    pub limits: StoreLimits,
+    pub limits: PluginLimiter,
     /// When the current call must end; checked at every epoch tick.
     pub deadline: std::time::Instant,
     wasi: WasiCtx,
     table: ResourceTable,
+}
+
+/// The WASI context of one instance: nothing granted.
+fn deny_all_wasi(services: &Arc<PluginServices>) -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    // The builder grants no environment, arguments, preopened directories
+    // or socket addresses unless asked to; the socket kinds and name
+    // lookups are switched off explicitly as well, so that a future default
+    // cannot open them.
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES)
+        .stdout(PluginOutput::new(services.clone(), Stdio::Stdout))
+        .stderr(PluginOutput::new(services.clone(), Stdio::Stderr))
+        .wall_clock(CoarseWallClock::new(services.clock_resolution))
+        .monotonic_clock(CoarseMonotonicClock::new(services.clock_resolution));
+    wasi.build()
 }
 
 impl HostState {
@@ -74,19 +173,20 @@ impl HostState {
         Self {
             request: None,
             response: None,
+            wasi: deny_all_wasi(&services),
             services,
             deadline: std::time::Instant::now(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .table_elements(100_000)
-                .instances(16)
-                .tables(16)
-                .memories(4)
-                .trap_on_grow_failure(true)
-                .build(),
-            // No environment, arguments, files, sockets or name lookups:
-            // WasiCtxBuilder grants nothing unless asked to.
-            wasi: WasiCtx::builder().build(),
+            limits: PluginLimiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(memory_bytes)
+                    .table_elements(MAX_TABLE_ELEMENTS)
+                    .instances(16)
+                    .tables(16)
+                    .memories(4)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                memory_refused: false,
+            },
             table: ResourceTable::new(),
         }
     }

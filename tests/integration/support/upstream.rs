@@ -78,6 +78,11 @@ async fn route(request: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
                 .insert("x-upstream", "echo".parse().unwrap());
             response
         }
+        // Reads the whole request body before answering with its length.
+        "/drain" => match request.into_body().collect().await {
+            Ok(body) => full(StatusCode::OK, body.to_bytes().len().to_string()),
+            Err(error) => full(StatusCode::BAD_REQUEST, error.to_string()),
+        },
         "/slow" => {
             let ms = query_number(&request, "ms").unwrap_or(1000);
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -1,0 +1,223 @@
+//! Request limits the proxy enforces itself: the body size for a path
+//! (413) and the time a client gets to send the whole request (408); a
+//! body the client breaks off or garbles is the client's error too (400).
+//!
+//! A declared `Content-Length` over the limit is refused before any plugin
+//! runs. A chunked body is counted as it streams to the upstream and cut
+//! off at the limit, so the upstream never receives more than the limit.
+//! Before the 413 goes out, a bounded rest of the body is read and dropped:
+//! closing a socket with unread input makes the kernel send a reset, and
+//! the reset can destroy the 413 before the client reads it.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::errors::ProxyError;
+
+/// Why a request body was cut off.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// More bytes than the limit.
+    #[error("request body over the {0}-byte limit")]
+    TooLarge(u64),
+    /// Not received in time.
+    #[error("request body not received in time")]
+    TimedOut,
+    /// The client connection failed.
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+}
+
+/// Most of an oversized body read and dropped before the 413.
+const DRAIN_MAX_BYTES: u64 = 1 << 20;
+/// Longest time spent reading and dropping it.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(1);
+
+// 0: no limit was hit.
+const VERDICT_TOO_LARGE: u8 = 1;
+const VERDICT_TIMED_OUT: u8 = 2;
+const VERDICT_CLIENT_FAILED: u8 = 3;
+
+#[derive(Default)]
+struct VerdictState {
+    verdict: AtomicU8,
+    /// The client's body, left here when the size limit cut it off.
+    rest: Mutex<Option<Incoming>>,
+}
+
+/// What the body limits decided, readable after the body was handed on.
+#[derive(Clone, Default)]
+pub struct BodyVerdict(Arc<VerdictState>);
+
+impl BodyVerdict {
+    /// The error to answer with, if a limit cut the body off.
+    pub fn error(&self, limit: u64) -> Option<ProxyError> {
+        match self.0.verdict.load(Ordering::Relaxed) {
+            VERDICT_TOO_LARGE => Some(ProxyError::BodyTooLarge { limit }),
+            VERDICT_TIMED_OUT => Some(ProxyError::RequestTimeout),
+            VERDICT_CLIENT_FAILED => Some(ProxyError::BadRequestBody),
+            _ => None,
+        }
+    }
+
+    fn set(&self, verdict: u8) {
+        self.0.verdict.store(verdict, Ordering::Relaxed);
+    }
+
+    /// Reads and drops what is left of a body cut off at the size limit,
+    /// within [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`], so the answer
+    /// reaches a client that is still sending.
+    pub async fn drain_rest(&self) {
+        let rest = self.0.rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(body) = rest {
+            drain(body).await;
+        }
+    }
+}
+
+/// Reads and drops up to [`DRAIN_MAX_BYTES`] of a body that will not be
+/// used, for at most [`DRAIN_MAX_TIME`].
+pub async fn drain(mut body: Incoming) {
+    let drain = async {
+        let mut drained = 0u64;
+        while drained <= DRAIN_MAX_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body;
+/// then there is nothing to drain, and reading would invite the body.
+pub fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Whether the request declares a body larger than `limit`.
+pub fn declared_over(headers: &HeaderMap, limit: u64) -> bool {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|length| length > limit)
+}
+
+/// A client's request body with a size limit and a deadline.
+pub struct LimitedBody {
+    /// None once the size limit cut it off (it is then in the verdict).
+    inner: Option<Incoming>,
+    limit: u64,
+    read: u64,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    verdict: BodyVerdict,
+}
+
+impl LimitedBody {
+    /// Limits `inner` to `limit` bytes, all received by `deadline`.
+    pub fn new(inner: Incoming, limit: u64, deadline: Instant, verdict: BodyVerdict) -> Self {
+        Self {
+            inner: Some(inner),
+            limit,
+            read: 0,
+            deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
+            verdict,
+        }
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(Some(Err(BodyError::TooLarge(self.limit))));
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.read += data.len() as u64;
+                    if self.read > self.limit {
+                        self.verdict.set(VERDICT_TOO_LARGE);
+                        let rest = self.inner.take();
+                        *self
+                            .verdict
+                            .0
+                            .rest
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = rest;
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(self.limit))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.verdict.set(VERDICT_CLIENT_FAILED);
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                if self.deadline.as_mut().poll(cx).is_ready() {
+                    self.verdict.set(VERDICT_TIMED_OUT);
+                    return Poll::Ready(Some(Err(BodyError::TimedOut)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(SizeHint::default, Incoming::size_hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_length_is_compared_and_garbage_is_not_over() {
+        let mut headers = HeaderMap::new();
+        assert!(!declared_over(&headers, 10));
+        headers.insert(http::header::CONTENT_LENGTH, "11".parse().unwrap());
+        assert!(declared_over(&headers, 10));
+        assert!(!declared_over(&headers, 11));
+        headers.insert(http::header::CONTENT_LENGTH, "x".parse().unwrap());
+        assert!(
+            !declared_over(&headers, 10),
+            "hyper rejects a bad length itself"
+        );
+        let verdict = BodyVerdict::default();
+        assert!(verdict.error(1).is_none());
+        verdict.set(VERDICT_TOO_LARGE);
+        assert!(matches!(
+            verdict.error(1),
+            Some(ProxyError::BodyTooLarge { limit: 1 })
+        ));
+    }
+}

@@ -1,0 +1,287 @@
+//! Hostile clients: slow-loris connections, oversized heads and bodies,
+//! slow bodies, malformed HTTP and too many connections. Each gets a 4xx or
+//! a closed connection, and normal traffic keeps being served.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::traffic::{NormalTraffic, metric, raw_exchange, raw_status};
+use crate::support::client::{get, get_with, send_body};
+use crate::support::eventually;
+use crate::support::tandem::TandemBuilder;
+use crate::support::upstream::Upstream;
+
+/// Slow-loris connections opened at once.
+const LORIS: usize = 300;
+
+/// Sends a request head one byte every 50 ms and returns how long the
+/// server kept the connection open, if it closed it within `limit`.
+async fn slow_loris(addr: std::net::SocketAddr, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return Some(Duration::ZERO);
+    };
+    let head = b"GET /slow-loris HTTP/1.1\r\nHost: tandem\r\nX-Padding: ";
+    let mut sent = 0usize;
+    let mut buffer = [0u8; 256];
+    while started.elapsed() < limit {
+        let byte = head.get(sent).copied().unwrap_or(b'a');
+        if stream.write_all(&[byte]).await.is_err() {
+            return Some(started.elapsed());
+        }
+        sent += 1;
+        // A closed connection reads as end-of-file (or an error) at once.
+        let read = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buffer)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn slow_loris_connections_do_not_starve_normal_traffic() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("[limits]\nheader_read_timeout_ms = 2000")
+        .spawn()
+        .await;
+    let loris: Vec<_> = (0..LORIS)
+        .map(|_| tokio::spawn(slow_loris(tandem.proxy, Duration::from_secs(30))))
+        .collect();
+    let opened = eventually(Duration::from_secs(10), async || {
+        let metrics = get(&tandem.admin_url("/metrics")).await.text();
+        metric(&metrics, "tandem_connections_open").unwrap_or(0.0) >= LORIS as f64
+    })
+    .await;
+    assert!(opened, "all slow-loris connections are open at once");
+
+    // Normal traffic while they trickle in.
+    let normal = NormalTraffic::start(tandem.url("/normal"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let served = normal.finish().await;
+    assert!(served.failed.is_empty(), "{served:?}");
+    assert!(served.ok >= 10, "normal requests keep flowing: {served:?}");
+    assert!(
+        served.slowest < Duration::from_secs(2),
+        "none waited long: {served:?}"
+    );
+
+    // The server closes every slow connection after the header timeout.
+    for task in loris {
+        let closed_after = task.await.unwrap();
+        let closed_after = closed_after.expect("the server closed the slow connection");
+        assert!(
+            closed_after < Duration::from_secs(15),
+            "closed after {closed_after:?}"
+        );
+    }
+    assert!(upstream.seen_at("/slow-loris").is_empty());
+    let closed = eventually(Duration::from_secs(10), async || {
+        let metrics = get(&tandem.admin_url("/metrics")).await.text();
+        metric(&metrics, "tandem_connections_open") == Some(0.0)
+    })
+    .await;
+    assert!(closed, "no connection left behind");
+}
+
+#[tokio::test]
+async fn oversized_heads_get_431_and_oversized_bodies_get_413() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config(
+            "[limits]\nmax_request_header_bytes = 16384\nmax_request_headers = 50\n\
+             max_request_body_bytes = 1000\n\
+             [[limits.route]]\nprefix = \"/drain\"\nmax_request_body_bytes = 100000\n",
+        )
+        .spawn()
+        .await;
+
+    let big = "v".repeat(20_000);
+    let reply = get_with(&tandem.url("/"), &[("x-big", &big)]).await;
+    assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let names: Vec<String> = (0..60).map(|i| format!("x-h{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let reply = get_with(&tandem.url("/"), &many).await;
+    assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let few: Vec<(&str, &str)> = many[..20].to_vec();
+    assert_eq!(
+        get_with(&tandem.url("/"), &few).await.status,
+        StatusCode::OK
+    );
+
+    // A declared length over the limit is refused before anything runs.
+    let reply = send_body(Method::POST, &tandem.url("/echo"), vec![b'x'; 2000]).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(json["error"], "body_too_large");
+    assert!(upstream.seen_at("/echo").is_empty());
+    // A client that waits for 100 Continue gets the 413 without sending.
+    let response = raw_exchange(
+        tandem.proxy,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&response), Some(413), "{response}");
+    // The route's own limit applies under its prefix; the upstream reads
+    // the whole body before it answers.
+    let reply = send_body(Method::POST, &tandem.url("/drain"), vec![b'x'; 2000]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "2000");
+
+    // A chunked body is cut off at the limit as it streams.
+    let stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..30)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; 10_000]))))
+        .collect();
+    let request = Request::post("/drain")
+        .header("host", "tandem")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("body_too_large"));
+
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "tandem_limit_rejections_total{reason=\"body_too_large\"}"
+        ),
+        Some(3.0)
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("[limits]\nrequest_timeout_ms = 500")
+        .spawn()
+        .await;
+    let started = Instant::now();
+    let response = raw_exchange(
+        tandem.proxy,
+        b"POST /drain HTTP/1.1\r\nHost: tandem\r\nContent-Length: 100\r\n\r\nonly a little",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(raw_status(&response), Some(408), "{response}");
+    assert!(response.contains("request_timeout"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(get(&tandem.url("/")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_http_gets_4xx_and_the_host_stays_up() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .spawn()
+        .await;
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000));
+    let cases: Vec<(&str, Vec<u8>)> =
+        vec![
+        ("garbage request line", b"GARBAGE\r\n\r\n".to_vec()),
+        (
+            "space in a header name",
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n".to_vec(),
+        ),
+        ("unknown version", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n".to_vec()),
+        ("NUL in the target", b"GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        (
+            "two different lengths",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"
+                .to_vec(),
+        ),
+        (
+            "length that is not a number",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: five\r\n\r\n".to_vec(),
+        ),
+        (
+            "bad chunk size",
+            b"POST /drain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n\r\n"
+                .to_vec(),
+        ),
+        ("a 100 kB target", long_uri.into_bytes()),
+        (
+            "a TLS client hello",
+            vec![0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, b'\r', b'\n'],
+        ),
+    ];
+    for (what, bytes) in &cases {
+        let response = raw_exchange(tandem.proxy, bytes, Duration::from_secs(5)).await;
+        let status = raw_status(&response);
+        assert!(
+            status.is_some_and(|s| (400..500).contains(&s)),
+            "{what}: {response:?}"
+        );
+    }
+    // An HTTP/2 preface followed by garbage is refused on that connection.
+    let _ = raw_exchange(
+        tandem.proxy,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(get(&tandem.url("/")).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&tandem.admin_url("/healthz")).await.status,
+        StatusCode::OK
+    );
+    assert!(
+        !tandem.logs().contains("panicked"),
+        "no panic:\n{}",
+        tandem.logs()
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_for_a_free_slot() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("[limits]\nmax_connections = 4")
+        .spawn()
+        .await;
+    // Four kept-alive connections, each after one complete exchange.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
+        stream
+            .write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 1024];
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(buffer[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    // A fifth connection is not served while the four are open...
+    let fifth_url = tandem.url("/fifth");
+    let fifth = tokio::spawn(async move { get(&fifth_url).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !fifth.is_finished(),
+        "the fifth connection waits for a slot"
+    );
+    assert!(upstream.seen_at("/fifth").is_empty());
+    // ...and is once one of them closes.
+    drop(held.pop());
+    let reply = tokio::time::timeout(Duration::from_secs(5), fifth)
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+}
