@@ -45,6 +45,7 @@ struct SettingsFile {
     log_rate_per_second: Option<u32>,
     metric_series_limit: Option<u32>,
     clock_resolution_us: Option<u64>,
+    max_instances: Option<u32>,
     #[serde(default)]
     config: Option<toml::Table>,
 }
@@ -60,6 +61,9 @@ pub const DEFAULT_TRIP_COOLDOWN: Duration = Duration::from_secs(10);
 pub const DEFAULT_LOG_RATE_PER_SECOND: u32 = 1000;
 /// Default number of label combinations (series) one plugin metric may have.
 pub const DEFAULT_METRIC_SERIES_LIMIT: u32 = 1000;
+/// Default cap on a plugin's instances in use at once: a plugin whose calls
+/// hang cannot take the whole shared instance pool (1000) from the others.
+pub const DEFAULT_MAX_INSTANCES: u32 = 100;
 /// Default resolution of the clocks a plugin reads: 1 ms, so that a plugin
 /// cannot time the host (or other requests) more finely than that.
 pub const DEFAULT_CLOCK_RESOLUTION: Duration = Duration::from_millis(1);
@@ -88,6 +92,8 @@ pub struct PluginSettings {
     pub metric_series_limit: u32,
     /// Resolution of the wall and monotonic clocks the plugin reads.
     pub clock_resolution: Duration,
+    /// Instances in use at once; more calls wait up to the hook deadline.
+    pub max_instances: u32,
     /// The `[config]` table as JSON, given to `init`.
     pub config_json: String,
 }
@@ -108,6 +114,7 @@ impl Default for PluginSettings {
             log_rate_per_second: DEFAULT_LOG_RATE_PER_SECOND,
             metric_series_limit: DEFAULT_METRIC_SERIES_LIMIT,
             clock_resolution: DEFAULT_CLOCK_RESOLUTION,
+            max_instances: DEFAULT_MAX_INSTANCES,
             config_json: "{}".into(),
         }
     }
@@ -163,6 +170,11 @@ impl PluginSettings {
             }
             None => defaults.clock_resolution,
         };
+        let max_instances = file.max_instances.unwrap_or(defaults.max_instances);
+        let pool = crate::runtime::engine::PoolSize::default().instances;
+        if !(1..=pool).contains(&max_instances) {
+            return Err(invalid("max_instances", format!("must be 1 to {pool}")));
+        }
         let config_json = match file.config {
             Some(table) => serde_json::to_string(&table)
                 .map_err(|e| invalid("config", format!("cannot be encoded as JSON: {e}")))?,
@@ -179,6 +191,7 @@ impl PluginSettings {
             log_rate_per_second,
             metric_series_limit,
             clock_resolution,
+            max_instances,
             config_json,
         })
     }
@@ -238,6 +251,8 @@ mod tests {
             ("log_rate_per_second = 0\n", "log_rate_per_second"),
             ("metric_series_limit = 0\n", "metric_series_limit"),
             ("clock_resolution_us = 0\n", "clock_resolution_us"),
+            ("max_instances = 0\n", "max_instances"),
+            ("max_instances = 1001\n", "max_instances"),
             ("trip_after = -1\n", "trip_after"),
         ] {
             let error = PluginSettings::parse(Path::new("x.toml"), text)

@@ -245,6 +245,8 @@ pub struct PluginVersion {
     pub last_failure: Mutex<Option<String>>,
     /// Trips the plugin out of the chain after consecutive failures.
     pub breaker: Breaker,
+    /// One permit per instance in use, up to `max_instances`.
+    in_use: tokio::sync::Semaphore,
     engine: Engine,
     pre: PluginBindingsPre<HostState>,
     services: Arc<PluginServices>,
@@ -375,6 +377,7 @@ impl PluginVersion {
             runtime.records.clone(),
         ));
         let breaker = Breaker::new(settings.trip_after, settings.trip_cooldown);
+        let in_use = tokio::sync::Semaphore::new(settings.max_instances as usize);
         let mut version = Self {
             name: name.into(),
             file,
@@ -385,6 +388,7 @@ impl PluginVersion {
             failures: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             breaker,
+            in_use,
             engine: runtime.engine.clone(),
             pre,
             services,
@@ -497,6 +501,16 @@ impl PluginVersion {
             return (request, response, Err(HookFailure::Tripped(remaining)));
         }
         let started = Instant::now();
+        // Wait for a free instance slot, but no longer than a call may take.
+        let slot = tokio::time::timeout(self.settings.hook_timeout, self.in_use.acquire()).await;
+        let Ok(Ok(_slot)) = slot else {
+            let failure = HookFailure::Unavailable(format!(
+                "all {} instances busy for {:?}",
+                self.settings.max_instances, self.settings.hook_timeout
+            ));
+            self.record_failure(hook, &failure);
+            return (request, response, Err(failure));
+        };
         let mut instance = match self.checkout().await {
             Ok(instance) => instance,
             Err(failure) => {

@@ -362,3 +362,43 @@ async fn an_init_that_loops_in_later_instances_fails_requests_per_policy() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_holds_at_most_its_max_instances() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin(
+            "hog",
+            "hostile",
+            "failure = \"open\"\nhook_timeout_ms = 300\nmax_instances = 2\n\
+             [config]\nmisbehave = \"sleep\"\nhook = \"on-request\"\nprefix = \"/hog/\"\n",
+        )
+        .spawn()
+        .await;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let url = tandem.url(&format!("/hog/{i}"));
+            tokio::spawn(async move { get(&url).await.status })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), StatusCode::OK, "fail-open: skipped");
+    }
+    assert!(started.elapsed() < BOUND);
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    let count = |kind: &str| {
+        metric(
+            &metrics,
+            &format!(
+                "tandem_plugin_failures_total{{hook=\"on-request\",kind=\"{kind}\",plugin=\"hog\"}}"
+            ),
+        )
+        .unwrap_or(0.0)
+    };
+    // Two calls hold the two instances until their deadline; most of the
+    // others give up waiting for one rather than taking more of the pool.
+    assert_eq!(count("timeout") + count("unavailable"), 20.0, "{metrics}");
+    assert!(count("timeout") >= 2.0, "{metrics}");
+    assert!(count("unavailable") >= 10.0, "{metrics}");
+}
