@@ -267,7 +267,12 @@ mod tests {
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
 
     fn engine() -> Engine {
-        build_engine(PoolSize { instances: 4 }).unwrap().0
+        build_engine(PoolSize {
+            instances: 4,
+            ..PoolSize::default()
+        })
+        .unwrap()
+        .0
     }
 
     #[test]
