@@ -12,7 +12,11 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Run(args) | Command::Check(args)) = &cli.command;
+    let args = match &cli.command {
+        Command::Run(args) | Command::Check(args) => args,
+        Command::Replay(args) => return tandem::replay::main(args),
+        Command::New(args) => return tandem::starter::main(args),
+    };
     tandem::telemetry::init(args.log_format);
     let config = match Config::load(args.config.as_deref(), &args.overrides()) {
         Ok(config) => config,
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(_) => tandem::check::run(&config).await,
             Command::Run(_) => tandem::run::run(config).await.map(|()| true),
+            Command::Replay(_) | Command::New(_) => unreachable!("handled above"),
         }
     });
     match result {
