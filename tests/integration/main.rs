@@ -4,5 +4,6 @@
 mod admin;
 mod chain;
 mod check;
+mod polyglot;
 mod proxy;
 mod support;

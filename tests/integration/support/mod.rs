@@ -2,6 +2,7 @@
 //! client, and waiting for asynchronous state.
 
 pub mod client;
+pub mod examples;
 pub mod plugins;
 pub mod tandem;
 pub mod upstream;

@@ -1,0 +1,462 @@
+//! Plugins in any language: the same plugin (require-header) in Rust, C,
+//! Python and JavaScript, built from source in this run and held to the same
+//! assertions through the real host; `tandem replay` over the checked-in
+//! requests; and a starter per language that builds and loads.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::support::client::{get, get_with};
+use crate::support::eventually;
+use crate::support::examples::{example, toolchain};
+use crate::support::plugins::{repo_root, wasm};
+use crate::support::tandem::{TANDEM, TandemBuilder, check, write_config_dir};
+use crate::support::upstream::Upstream;
+
+/// The four versions of require-header.
+const LANGS: [&str; 4] = ["rust", "c", "python", "js"];
+
+fn require_header(lang: &str) -> PathBuf {
+    match lang {
+        "rust" => wasm("require-header"),
+        other => example(other),
+    }
+}
+
+fn examples_dir() -> PathBuf {
+    repo_root().join("examples/plugins")
+}
+
+/// The settings all four versions run with (headers = ["x-tenant"],
+/// path_prefix = "/api/").
+fn settings() -> String {
+    std::fs::read_to_string(examples_dir().join("require-header.toml")).unwrap()
+}
+
+/// The value of one series in Prometheus text, if present.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn validates_requests_through_the_proxy(lang: &str) {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin_file("require-header", &require_header(lang), &settings())
+        .spawn()
+        .await;
+
+    // Missing or empty: 400 with the JSON body, and the upstream never sees it.
+    for headers in [&[][..], &[("x-tenant", "")][..]] {
+        let reply = get_with(&tandem.url("/api/orders"), headers).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{lang}");
+        assert_eq!(reply.header("content-type"), Some("application/json"), "{lang}");
+        assert_eq!(
+            reply.text(),
+            r#"{"error":"missing_header","header":"x-tenant"}"#,
+            "{lang}"
+        );
+        assert_eq!(reply.header("x-validator"), None, "{lang}");
+    }
+    assert!(upstream.seen_at("/api/orders").is_empty(), "{lang}");
+
+    // Present (in any case): forwarded with x-validated, answered with
+    // x-validator. Many in a row, so the pooled instances are reused.
+    for i in 0..20 {
+        let target = format!("/api/orders?i={i}");
+        let reply = get_with(&tandem.url(&target), &[("X-Tenant", "acme")]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{lang} request {i}");
+        assert_eq!(reply.header("x-validator"), Some("passed"), "{lang}");
+        let seen = upstream.seen_at(&target);
+        assert_eq!(seen.len(), 1, "{lang}");
+        assert_eq!(seen[0].headers["x-validated"], "x-tenant", "{lang}");
+        assert_eq!(seen[0].headers["x-tenant"], "acme", "{lang}");
+    }
+
+    // Outside the prefix: untouched.
+    let reply = get(&tandem.url("/health")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{lang}");
+    assert_eq!(reply.header("x-validator"), None, "{lang}");
+    let seen = upstream.seen_at("/health");
+    assert!(seen[0].headers.get("x-validated").is_none(), "{lang}");
+
+    // Counted in on-request and (after each response) in on-log.
+    let metrics_url = tandem.admin_url("/metrics");
+    let counted = eventually(Duration::from_secs(10), async || {
+        let text = get(&metrics_url).await.text();
+        sample(&text, r#"validator_requests_total{outcome="passed"}"#) == Some(20.0)
+            && sample(&text, r#"validator_requests_total{outcome="rejected"}"#) == Some(2.0)
+            && sample(&text, r#"validator_requests_total{outcome="skipped"}"#) == Some(1.0)
+    })
+    .await;
+    let text = get(&metrics_url).await.text();
+    assert!(counted, "{lang}: on-log counts missing:\n{text}");
+    assert_eq!(
+        sample(&text, r#"validator_rejections_total{header="x-tenant"}"#),
+        Some(2.0),
+        "{lang}:\n{text}"
+    );
+    assert!(
+        text.contains("# HELP validator_rejections_total Requests rejected by require-header"),
+        "{lang}: described in init:\n{text}"
+    );
+
+    // Logged through the host, tagged with the plugin's name.
+    let logs = tandem.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("missing required header"))
+        .unwrap_or_else(|| panic!("{lang}: no rejection logged:\n{logs}"));
+    assert!(
+        line.contains("WARN")
+            && line.contains("require-header")
+            && line.contains(r#"header="x-tenant""#)
+            && line.contains(r#"path="/api/orders""#),
+        "{lang}: {line}"
+    );
+
+    // Instances were reused, not made per call, and none failed.
+    let plugins: Value =
+        serde_json::from_str(&get(&tandem.admin_url("/plugins")).await.text()).unwrap();
+    let plugin = &plugins["plugins"][0];
+    assert_eq!(plugin["instances"], "reuse", "{lang}: {plugin}");
+    assert_eq!(plugin["failures"], 0, "{lang}: {plugin}");
+    let idle = plugin["idle_instances"].as_u64().unwrap();
+    assert!((1..=4).contains(&idle), "{lang}: {plugin}");
+}
+
+#[tokio::test]
+async fn rust_validator_through_the_proxy() {
+    validates_requests_through_the_proxy("rust").await;
+}
+
+#[tokio::test]
+async fn c_validator_through_the_proxy() {
+    validates_requests_through_the_proxy("c").await;
+}
+
+#[tokio::test]
+async fn python_validator_through_the_proxy() {
+    validates_requests_through_the_proxy("python").await;
+}
+
+#[tokio::test]
+async fn js_validator_through_the_proxy() {
+    validates_requests_through_the_proxy("js").await;
+}
+
+/// Bad configs are refused at load with the same message in every language.
+#[test]
+fn every_language_refuses_a_bad_config_with_the_same_message() {
+    let cases = [
+        ("empty", "headers = []", "config key `headers`: list at least one header name"),
+        (
+            "prefix",
+            "headers = [\"x-tenant\"]\npath_prefix = \"api\"",
+            "config key `path_prefix`: `api` does not start with `/`",
+        ),
+        (
+            "typo",
+            "headers = [\"x-tenant\"]\npath_prefx = \"/\"",
+            "config key `path_prefx`: unknown field `path_prefx`, expected `headers` or `path_prefix`",
+        ),
+        (
+            "name",
+            "headers = [\"X-Ok\", \"bad name\"]",
+            "config key `headers`: `bad name` is not a valid header name",
+        ),
+    ];
+    std::thread::scope(|scope| {
+        for lang in LANGS {
+            let cases = &cases;
+            scope.spawn(move || {
+                let wasm = require_header(lang);
+                let plugins: Vec<_> = cases
+                    .iter()
+                    .map(|(name, config, _)| {
+                        (name.to_string(), wasm.clone(), Some(format!("[config]\n{config}\n")))
+                    })
+                    .collect();
+                let dir = write_config_dir("http://127.0.0.1:9", &plugins, "");
+                let (code, output) = check(&dir.path().join("tandem.toml"));
+                assert_eq!(code, 1, "{lang}: {output}");
+                for (name, _, expected) in cases {
+                    let line = output
+                        .lines()
+                        .find(|l| l.starts_with("FAILED") && l.contains(&format!(" {name} ")))
+                        .unwrap_or_else(|| panic!("{lang}/{name}: {output}"));
+                    assert!(
+                        line.contains(&format!("init failed: returned an error: {expected}")),
+                        "{lang}/{name}: {line}"
+                    );
+                }
+            });
+        }
+    });
+}
+
+/// Runs `tandem replay` and returns stdout, failing on a non-zero exit.
+fn replay(wasm: &Path, extra: &[&str]) -> String {
+    let output = Command::new(TANDEM)
+        .arg("replay")
+        .arg(wasm)
+        .arg("--requests")
+        .arg(examples_dir().join("requests.jsonl"))
+        .arg("--config")
+        .arg(examples_dir().join("require-header.toml"))
+        .arg("--name")
+        .arg("require-header")
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "replay of {} failed: {stdout}{}",
+        wasm.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The replay report without what differs between languages and runs: hook
+/// times and facts about the file.
+fn decisions(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record.get("line").is_some())
+        .map(|mut record| {
+            for hook in record["hooks"].as_array_mut().unwrap() {
+                hook.as_object_mut().unwrap().remove("micros");
+            }
+            record
+        })
+        .collect()
+}
+
+fn hook<'a>(record: &'a Value, name: &str) -> &'a Value {
+    record["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["hook"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {record}"))
+}
+
+#[test]
+fn replay_reports_the_same_decisions_in_every_language() {
+    let reports: Vec<(&str, Vec<Value>)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = LANGS
+            .map(|lang| scope.spawn(move || (lang, decisions(&replay(&require_header(lang), &["--json"])))))
+            .into_iter()
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    let (_, rust) = &reports[0];
+    assert_eq!(rust.len(), 5, "{rust:#?}");
+
+    // Line 4: x-tenant present; forwarded with x-validated, marked passed.
+    let passed = &rust[0];
+    assert_eq!((passed["line"].as_u64(), passed["status"].as_u64()), (Some(4), Some(200)));
+    assert_eq!(passed["answered_by"], "upstream");
+    let on_request = hook(passed, "on-request");
+    assert_eq!(on_request["outcome"], "continued");
+    assert_eq!(
+        on_request["changes"],
+        serde_json::json!([
+            {"what": "header", "name": "x-validated", "before": [], "after": ["x-tenant"]},
+            {"what": "property", "name": "validator.outcome", "before": [], "after": ["passed"]},
+        ])
+    );
+    assert_eq!(
+        hook(passed, "on-response")["changes"],
+        serde_json::json!([{"what": "response-header", "name": "x-validator", "before": [], "after": ["passed"]}])
+    );
+    assert_eq!(
+        hook(passed, "on-log")["metrics"][0]["series"],
+        r#"validator_requests_total{outcome="passed"}"#
+    );
+
+    // Line 5: missing; answered 400 by the plugin, logged and counted.
+    let rejected = &rust[1];
+    assert_eq!(rejected["status"], 400);
+    assert_eq!(rejected["answered_by"], "require-header");
+    assert_eq!(rejected["upstream_called"], false);
+    let on_request = hook(rejected, "on-request");
+    assert_eq!(on_request["outcome"], "responded");
+    assert_eq!(on_request["body"], r#"{"error":"missing_header","header":"x-tenant"}"#);
+    assert_eq!(on_request["headers"], serde_json::json!([["content-type", "application/json"]]));
+    assert_eq!(on_request["logs"][0]["level"], "warn");
+    assert_eq!(on_request["logs"][0]["message"], "missing required header");
+    assert_eq!(
+        on_request["logs"][0]["fields"],
+        r#"header="x-tenant" path="/api/orders""#
+    );
+    assert_eq!(
+        on_request["metrics"],
+        serde_json::json!([{"series": r#"validator_rejections_total{header="x-tenant"}"#, "before": 0.0, "after": 1.0}])
+    );
+
+    // Line 6: empty value; rejected too, the counter goes on.
+    assert_eq!(rust[2]["status"], 400);
+    assert_eq!(hook(&rust[2], "on-request")["metrics"][0]["after"], 2.0);
+    // Line 7: outside the prefix; nothing changed, counted as skipped.
+    assert_eq!(rust[3]["status"], 200);
+    assert_eq!(hook(&rust[3], "on-request")["changes"], serde_json::json!([]));
+    assert_eq!(
+        hook(&rust[3], "on-log")["metrics"][0]["series"],
+        r#"validator_requests_total{outcome="skipped"}"#
+    );
+    // Line 8: the header in another case, the recorded status kept.
+    assert_eq!(rust[4]["status"], 204);
+    assert_eq!(hook(&rust[4], "on-request")["outcome"], "continued");
+
+    for (lang, report) in &reports[1..] {
+        assert_eq!(report, rust, "{lang} decides differently from rust");
+    }
+}
+
+#[test]
+fn replay_prints_decisions_changes_logs_counts_and_times() {
+    let stdout = replay(&require_header("c"), &["--repeat", "3"]);
+    for expected in [
+        "hooks on-request, on-response, on-log; failure closed; instances reuse",
+        "line 4: GET /api/orders?page=2",
+        "    add header x-validated: x-tenant",
+        "    set property validator.outcome = passed",
+        "    add response header x-validator: passed",
+        "  => 200 from upstream, upstream called",
+        "line 5: POST /api/orders",
+        "    reply header content-type: application/json",
+        r#"    reply body {"error":"missing_header","header":"x-tenant"}"#,
+        r#"    log warn "missing required header" header="x-tenant" path="/api/orders""#,
+        r#"    count validator_rejections_total{header="x-tenant"} 0 -> 1"#,
+        "  => 400 from require-header, upstream not called",
+        r#"    count validator_requests_total{outcome="skipped"} 0 -> 1"#,
+        "5 exchanges: 3 reached the upstream, 2 answered by require-header, 0 failed",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    // Every hook has a time, and the summary covers the three passes.
+    let on_request = stdout
+        .lines()
+        .find(|l| l.starts_with("  on-request ") && l.contains(" µs: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(on_request.ends_with("responded 400") || on_request.ends_with("continued"));
+    let per_exchange = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("per exchange"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(per_exchange.split_whitespace().nth(2), Some("15"), "{per_exchange}");
+}
+
+#[test]
+fn replay_names_a_bad_request_line_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("bad.jsonl");
+    std::fs::write(&requests, "{\"target\":\"/ok\"}\n{\"target\":\"no-slash\"}\n").unwrap();
+    let output = Command::new(TANDEM)
+        .arg("replay")
+        .arg(require_header("c"))
+        .arg("--requests")
+        .arg(&requests)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.jsonl:2: target \"no-slash\" is not origin-form"),
+        "{stderr}"
+    );
+}
+
+/// `tandem new` for `lang`, built with its build.sh, loads with `tandem
+/// check` and adds its header in `tandem replay`.
+fn starter_builds_and_loads(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join(format!("hello-{lang}"));
+    let name = format!("hello-{lang}");
+    let mut new = Command::new(TANDEM);
+    new.args(["new", &name, "--lang", lang, "--dir"]).arg(&project);
+    if lang == "rust" {
+        new.arg("--sdk").arg(repo_root().join("plugins/sdk"));
+    }
+    let output = new.output().unwrap();
+    assert!(output.status.success(), "{lang}: {output:?}");
+
+    let mut build = Command::new("bash");
+    build
+        .arg(project.join("build.sh"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    match lang {
+        // Compiled dependencies are kept between runs.
+        "rust" => build.env(
+            "CARGO_TARGET_DIR",
+            repo_root().join("target/polyglot/starter-rust"),
+        ),
+        // The tools the examples were built with, rather than new installs.
+        "c" => build.env("TANDEM_WITC", toolchain("c")),
+        "python" => build.env("COMPONENTIZE_PY", toolchain("python")),
+        _ => build.env("COMPONENTIZE_JS", toolchain("js")),
+    };
+    let output = build.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{lang}: build.sh failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wasm = project.join(format!("plugins.d/{name}.wasm"));
+    assert!(wasm.exists(), "{lang}: no {}", wasm.display());
+
+    let (code, output) = check(&project.join("tandem.toml"));
+    assert_eq!(code, 0, "{lang}: {output}");
+    let line = output
+        .lines()
+        .find(|l| l.starts_with("ok") && l.contains(&name))
+        .unwrap_or_else(|| panic!("{lang}: {output}"));
+    assert!(line.contains("hooks=on-request,on-response,on-log"), "{lang}: {line}");
+
+    let output = Command::new(TANDEM)
+        .arg("replay")
+        .arg(&wasm)
+        .arg("--requests")
+        .arg(project.join("requests.jsonl"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{lang}: {stdout}");
+    assert!(stdout.contains(&format!("add header x-hello: {name}")), "{lang}: {stdout}");
+    let metric = name.replace('-', "_");
+    assert!(
+        stdout.contains(&format!("count {metric}_requests_total{{status=\"201\"}} 0 -> 1")),
+        "{lang}: {stdout}"
+    );
+}
+
+#[test]
+fn rust_starter_builds_and_loads() {
+    starter_builds_and_loads("rust");
+}
+
+#[test]
+fn c_starter_builds_and_loads() {
+    starter_builds_and_loads("c");
+}
+
+#[test]
+fn python_starter_builds_and_loads() {
+    starter_builds_and_loads("python");
+}
+
+#[test]
+fn js_starter_builds_and_loads() {
+    starter_builds_and_loads("js");
+}
