@@ -55,7 +55,11 @@ async fn validates_requests_through_the_proxy(lang: &str) {
     for headers in [&[][..], &[("x-tenant", "")][..]] {
         let reply = get_with(&tandem.url("/api/orders"), headers).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{lang}");
-        assert_eq!(reply.header("content-type"), Some("application/json"), "{lang}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/json"),
+            "{lang}"
+        );
         assert_eq!(
             reply.text(),
             r#"{"error":"missing_header","header":"x-tenant"}"#,
@@ -154,7 +158,11 @@ async fn js_validator_through_the_proxy() {
 #[test]
 fn every_language_refuses_a_bad_config_with_the_same_message() {
     let cases = [
-        ("empty", "headers = []", "config key `headers`: list at least one header name"),
+        (
+            "empty",
+            "headers = []",
+            "config key `headers`: list at least one header name",
+        ),
         (
             "prefix",
             "headers = [\"x-tenant\"]\npath_prefix = \"api\"",
@@ -179,7 +187,11 @@ fn every_language_refuses_a_bad_config_with_the_same_message() {
                 let plugins: Vec<_> = cases
                     .iter()
                     .map(|(name, config, _)| {
-                        (name.to_string(), wasm.clone(), Some(format!("[config]\n{config}\n")))
+                        (
+                            name.to_string(),
+                            wasm.clone(),
+                            Some(format!("[config]\n{config}\n")),
+                        )
                     })
                     .collect();
                 let dir = write_config_dir("http://127.0.0.1:9", &plugins, "");
@@ -253,7 +265,9 @@ fn hook<'a>(record: &'a Value, name: &str) -> &'a Value {
 fn replay_reports_the_same_decisions_in_every_language() {
     let reports: Vec<(&str, Vec<Value>)> = std::thread::scope(|scope| {
         let runs: Vec<_> = LANGS
-            .map(|lang| scope.spawn(move || (lang, decisions(&replay(&require_header(lang), &["--json"])))))
+            .map(|lang| {
+                scope.spawn(move || (lang, decisions(&replay(&require_header(lang), &["--json"]))))
+            })
             .into_iter()
             .collect();
         runs.into_iter().map(|run| run.join().unwrap()).collect()
@@ -263,7 +277,10 @@ fn replay_reports_the_same_decisions_in_every_language() {
 
     // Line 4: x-tenant present; forwarded with x-validated, marked passed.
     let passed = &rust[0];
-    assert_eq!((passed["line"].as_u64(), passed["status"].as_u64()), (Some(4), Some(200)));
+    assert_eq!(
+        (passed["line"].as_u64(), passed["status"].as_u64()),
+        (Some(4), Some(200))
+    );
     assert_eq!(passed["answered_by"], "upstream");
     let on_request = hook(passed, "on-request");
     assert_eq!(on_request["outcome"], "continued");
@@ -290,8 +307,14 @@ fn replay_reports_the_same_decisions_in_every_language() {
     assert_eq!(rejected["upstream_called"], false);
     let on_request = hook(rejected, "on-request");
     assert_eq!(on_request["outcome"], "responded");
-    assert_eq!(on_request["body"], r#"{"error":"missing_header","header":"x-tenant"}"#);
-    assert_eq!(on_request["headers"], serde_json::json!([["content-type", "application/json"]]));
+    assert_eq!(
+        on_request["body"],
+        r#"{"error":"missing_header","header":"x-tenant"}"#
+    );
+    assert_eq!(
+        on_request["headers"],
+        serde_json::json!([["content-type", "application/json"]])
+    );
     assert_eq!(on_request["logs"][0]["level"], "warn");
     assert_eq!(on_request["logs"][0]["message"], "missing required header");
     assert_eq!(
@@ -308,7 +331,10 @@ fn replay_reports_the_same_decisions_in_every_language() {
     assert_eq!(hook(&rust[2], "on-request")["metrics"][0]["after"], 2.0);
     // Line 7: outside the prefix; nothing changed, counted as skipped.
     assert_eq!(rust[3]["status"], 200);
-    assert_eq!(hook(&rust[3], "on-request")["changes"], serde_json::json!([]));
+    assert_eq!(
+        hook(&rust[3], "on-request")["changes"],
+        serde_json::json!([])
+    );
     assert_eq!(
         hook(&rust[3], "on-log")["metrics"][0]["series"],
         r#"validator_requests_total{outcome="skipped"}"#
@@ -341,7 +367,10 @@ fn replay_prints_decisions_changes_logs_counts_and_times() {
         r#"    count validator_requests_total{outcome="skipped"} 0 -> 1"#,
         "5 exchanges: 3 reached the upstream, 2 answered by require-header, 0 failed",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
     // Every hook has a time, and the summary covers the three passes.
     let on_request = stdout
@@ -353,14 +382,22 @@ fn replay_prints_decisions_changes_logs_counts_and_times() {
         .lines()
         .find(|l| l.trim_start().starts_with("per exchange"))
         .unwrap_or_else(|| panic!("{stdout}"));
-    assert_eq!(per_exchange.split_whitespace().nth(2), Some("15"), "{per_exchange}");
+    assert_eq!(
+        per_exchange.split_whitespace().nth(2),
+        Some("15"),
+        "{per_exchange}"
+    );
 }
 
 #[test]
 fn replay_names_a_bad_request_line_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let requests = dir.path().join("bad.jsonl");
-    std::fs::write(&requests, "{\"target\":\"/ok\"}\n{\"target\":\"no-slash\"}\n").unwrap();
+    std::fs::write(
+        &requests,
+        "{\"target\":\"/ok\"}\n{\"target\":\"no-slash\"}\n",
+    )
+    .unwrap();
     let output = Command::new(TANDEM)
         .arg("replay")
         .arg(require_header("c"))
@@ -383,7 +420,8 @@ fn starter_builds_and_loads(lang: &str) {
     let project = dir.path().join(format!("hello-{lang}"));
     let name = format!("hello-{lang}");
     let mut new = Command::new(TANDEM);
-    new.args(["new", &name, "--lang", lang, "--dir"]).arg(&project);
+    new.args(["new", &name, "--lang", lang, "--dir"])
+        .arg(&project);
     if lang == "rust" {
         new.arg("--sdk").arg(repo_root().join("plugins/sdk"));
     }
@@ -422,7 +460,10 @@ fn starter_builds_and_loads(lang: &str) {
         .lines()
         .find(|l| l.starts_with("ok") && l.contains(&name))
         .unwrap_or_else(|| panic!("{lang}: {output}"));
-    assert!(line.contains("hooks=on-request,on-response,on-log"), "{lang}: {line}");
+    assert!(
+        line.contains("hooks=on-request,on-response,on-log"),
+        "{lang}: {line}"
+    );
 
     let output = Command::new(TANDEM)
         .arg("replay")
@@ -433,10 +474,15 @@ fn starter_builds_and_loads(lang: &str) {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{lang}: {stdout}");
-    assert!(stdout.contains(&format!("add header x-hello: {name}")), "{lang}: {stdout}");
+    assert!(
+        stdout.contains(&format!("add header x-hello: {name}")),
+        "{lang}: {stdout}"
+    );
     let metric = name.replace('-', "_");
     assert!(
-        stdout.contains(&format!("count {metric}_requests_total{{status=\"201\"}} 0 -> 1")),
+        stdout.contains(&format!(
+            "count {metric}_requests_total{{status=\"201\"}} 0 -> 1"
+        )),
         "{lang}: {stdout}"
     );
 }
@@ -459,4 +505,49 @@ fn python_starter_builds_and_loads() {
 #[test]
 fn js_starter_builds_and_loads() {
     starter_builds_and_loads("js");
+}
+
+/// The function `cargo xtask bench` prints per-request costs with works for
+/// every language: every hook of every pass is timed, with a warm pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_cost_times_every_hook_of_every_pass() {
+    use tandem::replay::{driver, record, timing};
+    let records = record::load(&examples_dir().join("requests.jsonl")).unwrap();
+    let passes = 10;
+    let runs = LANGS.map(|lang| {
+        let records = records.clone();
+        tokio::spawn(async move {
+            let wasm = require_header(lang);
+            let settings =
+                driver::load_settings(&wasm, Some(&examples_dir().join("require-header.toml")))
+                    .unwrap();
+            let cost =
+                timing::per_request_cost(&wasm, "require-header", settings, &records, passes)
+                    .await
+                    .unwrap_or_else(|e| panic!("{lang}: {e}"));
+            (lang, cost)
+        })
+    });
+    for run in runs {
+        let (lang, cost) = run.await.unwrap();
+        assert_eq!(
+            cost.loaded.hooks,
+            ["on-request", "on-response", "on-log"],
+            "{lang}"
+        );
+        assert!(
+            cost.loaded.size_bytes > 0 && cost.loaded.compile_ms > 0.0,
+            "{lang}"
+        );
+        for hook in ["on-request", "on-response", "on-log"] {
+            let stats = &cost.timings.hooks[hook];
+            assert_eq!(stats.calls, records.len() * passes, "{lang} {hook}");
+            assert!(
+                stats.p50_us > 0.0 && stats.p50_us <= stats.max_us,
+                "{lang} {hook}"
+            );
+        }
+        let per_request = cost.timings.per_request.as_ref().unwrap();
+        assert_eq!(per_request.calls, records.len() * passes, "{lang}");
+    }
 }

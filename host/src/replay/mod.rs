@@ -18,9 +18,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer as _;
 
 use capture::{LogCapture, PLUGIN_TARGET};
 use driver::Replayer;
@@ -95,7 +95,9 @@ pub fn main(args: &ReplayArgs) -> ExitCode {
             if crate::runtime::loader::valid_plugin_name(&name) {
                 Ok(name)
             } else {
-                Err(format!("invalid --name {name:?}: use 1 to 64 of [A-Za-z0-9_-]"))
+                Err(format!(
+                    "invalid --name {name:?}: use 1 to 64 of [A-Za-z0-9_-]"
+                ))
             }
         },
     ) {
@@ -133,18 +135,20 @@ async fn replay(
 ) -> Result<(), String> {
     let replayer = Replayer::load(&args.plugin, name, settings, Some(capture)).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({ "plugin": &replayer.loaded })
-        );
+        println!("{}", serde_json::json!({ "plugin": &replayer.loaded }));
     } else {
         println!("{}", report::loaded(&replayer.loaded));
     }
     let mut first_pass = Vec::with_capacity(records.len());
     for numbered in records {
-        let report = replayer.replay(numbered.line, &numbered.record, true).await?;
+        let report = replayer
+            .replay(numbered.line, &numbered.record, true)
+            .await?;
         if args.json {
-            println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string(&report).map_err(|e| e.to_string())?
+            );
         } else {
             println!("{}", report::record(&report));
         }
@@ -153,11 +157,7 @@ async fn replay(
     let mut all = first_pass.clone();
     // Later passes only time the hooks: the report of the first says what
     // they do.
-    for _ in 1..args.repeat {
-        for numbered in records {
-            all.push(replayer.replay(numbered.line, &numbered.record, false).await?);
-        }
-    }
+    all.extend(timing::passes_of(&replayer, records, args.repeat as usize - 1).await?);
     let timings = Timings::of(&all);
     if args.json {
         println!(

@@ -38,7 +38,10 @@ impl HeaderList {
     /// The headers as pairs, in order.
     pub fn pairs(&self) -> Vec<(&str, &str)> {
         match self {
-            HeaderList::Pairs(pairs) => pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
+            HeaderList::Pairs(pairs) => pairs
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect(),
             HeaderList::Map(map) => map.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
             HeaderList::None => Vec::new(),
         }
@@ -222,9 +225,18 @@ mod tests {
     #[test]
     fn bad_lines_are_named() {
         for (text, expected) in [
-            ("{\"target\":\"/a\"}\n{\"targt\":\"/a\"}\n", "r.jsonl:2: unknown field `targt`"),
-            ("{\"target\":\"a\"}\n", "r.jsonl:1: target \"a\" is not origin-form"),
-            ("{\"target\":\"/a\",\"status\":42}\n", "r.jsonl:1: status 42 is not 200 to 999"),
+            (
+                "{\"target\":\"/a\"}\n{\"targt\":\"/a\"}\n",
+                "r.jsonl:2: unknown field `targt`",
+            ),
+            (
+                "{\"target\":\"a\"}\n",
+                "r.jsonl:1: target \"a\" is not origin-form",
+            ),
+            (
+                "{\"target\":\"/a\",\"status\":42}\n",
+                "r.jsonl:1: status 42 is not 200 to 999",
+            ),
             (
                 "{\"target\":\"/a\",\"headers\":[[\"bad name\",\"x\"]]}\n",
                 "r.jsonl:1: headers: \"bad name\" is not a valid header name",

@@ -132,8 +132,14 @@ fn stats_row(out: &mut String, label: &str, stats: &Stats) {
 /// The closing summary: outcomes of the first pass and timings of all.
 pub fn summary(first_pass: &[RecordReport], plugin: &str, timings: &Timings) -> String {
     let reached = first_pass.iter().filter(|r| r.upstream_called).count();
-    let by_plugin = first_pass.iter().filter(|r| r.answered_by == plugin).count();
-    let failed = first_pass.iter().filter(|r| r.answered_by == "tandem").count();
+    let by_plugin = first_pass
+        .iter()
+        .filter(|r| r.answered_by == plugin)
+        .count();
+    let failed = first_pass
+        .iter()
+        .filter(|r| r.answered_by == "tandem")
+        .count();
     let mut out = format!(
         "{} exchanges: {reached} reached the upstream, {by_plugin} answered by {plugin}, {failed} failed\n",
         first_pass.len()

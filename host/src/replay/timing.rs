@@ -96,19 +96,32 @@ pub async fn per_request_cost(
     passes: usize,
 ) -> Result<Cost, String> {
     let replayer = Replayer::load(wasm, name, settings, None).await?;
-    for numbered in records {
-        replayer.replay(numbered.line, &numbered.record, false).await?;
-    }
-    let mut reports = Vec::with_capacity(records.len() * passes);
-    for _ in 0..passes {
-        for numbered in records {
-            reports.push(replayer.replay(numbered.line, &numbered.record, false).await?);
-        }
-    }
+    passes_of(&replayer, records, 1).await?;
+    let reports = passes_of(&replayer, records, passes).await?;
     Ok(Cost {
         loaded: replayer.loaded.clone(),
         timings: Timings::of(&reports),
     })
+}
+
+/// Replays `records` `passes` times without capturing logs and metrics, so
+/// that the times are the hooks' own.
+pub async fn passes_of(
+    replayer: &Replayer,
+    records: &[Numbered],
+    passes: usize,
+) -> Result<Vec<RecordReport>, String> {
+    let mut reports = Vec::with_capacity(records.len() * passes);
+    for _ in 0..passes {
+        for numbered in records {
+            reports.push(
+                replayer
+                    .replay(numbered.line, &numbered.record, false)
+                    .await?,
+            );
+        }
+    }
+    Ok(reports)
 }
 
 #[cfg(test)]
