@@ -124,7 +124,10 @@ pub fn create(args: &NewArgs) -> Result<(PathBuf, Vec<PathBuf>), NewError> {
             args.name
         )));
     }
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
     let occupied = std::fs::read_dir(&dir)
         .map(|mut entries| entries.next().is_some())
         .unwrap_or(false);
@@ -164,7 +167,11 @@ pub fn create(args: &NewArgs) -> Result<(PathBuf, Vec<PathBuf>), NewError> {
     let mut written = Vec::new();
     for template in templates::files(args.lang) {
         let path = render(template.path, &slots);
-        written.push(write(&path, &render(template.text, &slots), template.executable)?);
+        written.push(write(
+            &path,
+            &render(template.text, &slots),
+            template.executable,
+        )?);
     }
     if args.lang != Lang::Rust {
         // The Rust SDK reads the WIT from its own checkout; the others build
@@ -185,7 +192,10 @@ pub fn main(args: &NewArgs) -> ExitCode {
                 args.lang,
                 args.name
             );
-            println!("next: cd {} && ./build.sh && tandem check --config tandem.toml", dir.display());
+            println!(
+                "next: cd {} && ./build.sh && tandem check --config tandem.toml",
+                dir.display()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -206,7 +216,10 @@ mod tests {
     #[test]
     fn slots_are_filled() {
         assert_eq!(
-            render("{{name}}/{{crate}}.wasm {{name}}", &[("name", "a-b"), ("crate", "a_b")]),
+            render(
+                "{{name}}/{{crate}}.wasm {{name}}",
+                &[("name", "a-b"), ("crate", "a_b")]
+            ),
             "a-b/a_b.wasm a-b"
         );
     }
@@ -243,7 +256,14 @@ mod tests {
         assert!(!dir.path().join("x").exists());
         std::fs::write(dir.path().join("keep"), "mine").unwrap();
         let error = create(&args("ok", dir.path())).unwrap_err();
-        assert!(error.usage && error.message.contains("not empty"), "{}", error.message);
-        assert_eq!(std::fs::read_to_string(dir.path().join("keep")).unwrap(), "mine");
+        assert!(
+            error.usage && error.message.contains("not empty"),
+            "{}",
+            error.message
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("keep")).unwrap(),
+            "mine"
+        );
     }
 }

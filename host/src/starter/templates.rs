@@ -54,13 +54,22 @@ const COMMON: &[Template] = &[
 ];
 
 const RUST: &[Template] = &[
-    file("Cargo.toml", include_str!("../../../templates/rust/Cargo.toml")),
+    file(
+        "Cargo.toml",
+        include_str!("../../../templates/rust/Cargo.toml"),
+    ),
     file(
         ".cargo/config.toml",
         include_str!("../../../templates/rust/cargo-config.toml"),
     ),
-    file("src/lib.rs", include_str!("../../../templates/rust/src/lib.rs")),
-    file("README.md", include_str!("../../../templates/rust/README.md")),
+    file(
+        "src/lib.rs",
+        include_str!("../../../templates/rust/src/lib.rs"),
+    ),
+    file(
+        "README.md",
+        include_str!("../../../templates/rust/README.md"),
+    ),
     script("build.sh", include_str!("../../../templates/rust/build.sh")),
 ];
 
@@ -72,8 +81,14 @@ const C: &[Template] = &[
 
 const PYTHON: &[Template] = &[
     file("app.py", include_str!("../../../templates/python/app.py")),
-    file("README.md", include_str!("../../../templates/python/README.md")),
-    script("build.sh", include_str!("../../../templates/python/build.sh")),
+    file(
+        "README.md",
+        include_str!("../../../templates/python/README.md"),
+    ),
+    script(
+        "build.sh",
+        include_str!("../../../templates/python/build.sh"),
+    ),
 ];
 
 const JS: &[Template] = &[
