@@ -200,7 +200,7 @@ fn every_language_refuses_a_bad_config_with_the_same_message() {
                 for (name, _, expected) in cases {
                     let line = output
                         .lines()
-                        .find(|l| l.starts_with("FAILED") && l.contains(&format!(" {name} ")))
+                        .find(|l| l.starts_with("FAILED") && l.contains(&format!("/{name}.wasm:")))
                         .unwrap_or_else(|| panic!("{lang}/{name}: {output}"));
                     assert!(
                         line.contains(&format!("init failed: returned an error: {expected}")),
