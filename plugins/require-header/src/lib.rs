@@ -88,7 +88,10 @@ impl Plugin for RequireHeader {
             ),
         ] {
             if let Err(error) = metrics::describe(name, Kind::Counter, help, &[label], &[]) {
-                log::warn("cannot describe metric", &[("metric", name), ("error", &error)]);
+                log::warn(
+                    "cannot describe metric",
+                    &[("metric", name), ("error", &error)],
+                );
             }
         }
         let validated = headers.join(",");
@@ -110,7 +113,10 @@ impl Plugin for RequireHeader {
             .find(|name| req.header(name).is_none_or(|value| value.is_empty()));
         if let Some(name) = missing {
             count(REJECTIONS, ("header", name.as_str()));
-            log::warn("missing required header", &[("header", name.as_str()), ("path", path.as_str())]);
+            log::warn(
+                "missing required header",
+                &[("header", name.as_str()), ("path", path.as_str())],
+            );
             req.set_property(OUTCOME, "rejected")
                 .map_err(|e| format!("cannot set {OUTCOME}: {e}"))?;
             // Header names are tokens, which need no escaping in JSON.
@@ -138,7 +144,10 @@ impl Plugin for RequireHeader {
 
     fn on_log(&self, req: &Request, _resp: &Response, _info: &Exchange) {
         let outcome = req.property(OUTCOME);
-        count(REQUESTS, ("outcome", outcome.as_deref().unwrap_or("skipped")));
+        count(
+            REQUESTS,
+            ("outcome", outcome.as_deref().unwrap_or("skipped")),
+        );
     }
 }
 

@@ -91,8 +91,7 @@ fn bindings(wit: &Path, world: &str, out: &Path) -> anyhow::Result<()> {
 }
 
 fn component(input: &Path, output: &Path) -> anyhow::Result<()> {
-    let module =
-        std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let module = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let mut encoder = wit_component::ComponentEncoder::default();
     encoder.validate(true);
     encoder.module(&module).context("reading the core module")?;
