@@ -14,6 +14,6 @@ for lang in "${languages[@]}"; do
     [ -x "$here/$lang/build.sh" ] || { echo "build-all: no language $lang" >&2; exit 1; }
     started=$(date +%s)
     wasm="$("$here/$lang/build.sh")"
-    echo "[$lang] built in $(( $(date +%s) - started )) s: $wasm" >&2
+    echo "[$lang] ready in $(( $(date +%s) - started )) s: $wasm" >&2
     echo "$lang $wasm"
 done

@@ -13,7 +13,7 @@ WIT="$ROOT/wit"
 HERE="$EXAMPLES/$LANG_NAME"
 OUT="$HERE/target"
 # Tools that take minutes to build are kept here between runs and clones.
-TOOL_CACHE="${TANDEM_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tandem/tools}"
+TOOL_CACHE="${TANDEM_TOOL_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/tandem/tools}"
 
 say() { echo "[$LANG_NAME] $*" >&2; }
 die() {
