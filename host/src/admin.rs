@@ -1,5 +1,5 @@
 //! The admin listener (loopback by default): `/healthz`, `/readyz`,
-//! `/plugins` and `/metrics`.
+//! `/plugins`, `/metrics`, and `POST /reload`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::reload::report::Outcome;
+use crate::reload::status::PluginState;
 
 /// How long `/readyz` waits for the upstream to accept a connection.
 const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -60,7 +62,13 @@ fn text(
     response
 }
 
-async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(app: &Arc<App>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() == "/reload" {
+        return match *request.method() {
+            Method::POST => reload(app).await,
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use POST\n"),
+        };
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n");
     }
@@ -80,9 +88,21 @@ async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /healthz, /readyz, /plugins, /metrics\n",
+            "not found: try /healthz, /readyz, /plugins, /metrics, POST /reload\n",
         ),
     }
+}
+
+/// Reloads now and answers with what changed, or why nothing did: 200 if
+/// everything applied (or nothing had changed), 422 if something failed.
+async fn reload(app: &Arc<App>) -> Response<Full<Bytes>> {
+    let report = crate::reload::reload(app, crate::reload::Trigger::Admin).await;
+    let status = match report.outcome {
+        Outcome::Ok | Outcome::Unchanged => StatusCode::OK,
+        Outcome::Partial | Outcome::Error => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let body = serde_json::to_string_pretty(&*report).unwrap_or_default() + "\n";
+    text(status, "application/json", body)
 }
 
 /// Ready once plugins are loaded (they are, or the app would not exist) and
@@ -109,13 +129,18 @@ async fn readiness(app: &App) -> Response<Full<Bytes>> {
     }
 }
 
-/// The chain and any load failures, as JSON.
+/// The chain, each plugin's load history, and plugins that failed to load,
+/// as JSON.
 pub fn plugins_json(app: &App) -> serde_json::Value {
     let chain = app.chain.load();
+    let book = app.reloader.book();
+    let rfc3339 = |time| humantime::format_rfc3339_seconds(time).to_string();
     let mut plugins: Vec<serde_json::Value> = chain
         .plugins()
         .iter()
         .map(|p| {
+            let record = book.get(&p.name);
+            let state = book.state(&p.name, true).unwrap_or(PluginState::Serving);
             json!({
                 "name": &*p.name,
                 "file": p.file.display().to_string(),
@@ -124,22 +149,32 @@ pub fn plugins_json(app: &App) -> serde_json::Value {
                 "hooks": p.hooks.names(),
                 "failure": p.settings.failure,
                 "instances": p.settings.instances,
-                "loaded_at": humantime::format_rfc3339_seconds(p.loaded_at).to_string(),
-                "state": "serving",
+                "loaded_at": rfc3339(p.loaded_at),
+                "versions_loaded": record.map_or(1, |r| r.versions_loaded),
+                "state": state.as_str(),
+                "load_error": record.and_then(|r| r.load_error.clone()),
+                "load_error_at": record.and_then(|r| r.failed_at).map(rfc3339),
                 "failures": p.failures.load(std::sync::atomic::Ordering::Relaxed),
                 "last_failure": *p.last_failure.lock().unwrap_or_else(|e| e.into_inner()),
                 "idle_instances": p.idle_instances(),
             })
         })
         .collect();
-    let failures = app.load_failures.lock().unwrap_or_else(|e| e.into_inner());
-    plugins.extend(failures.iter().map(|f| {
+    let serving: Vec<&str> = chain.plugins().iter().map(|p| &*p.name).collect();
+    plugins.extend(book.failed_without_version(&serving).map(|(name, record)| {
         json!({
-            "name": f.name,
-            "file": f.file.display().to_string(),
-            "state": "failed",
-            "error": f.error,
+            "name": name,
+            "file": record.file.display().to_string(),
+            "state": PluginState::Failed.as_str(),
+            "versions_loaded": record.versions_loaded,
+            "load_error": record.load_error,
+            "load_error_at": record.failed_at.map(rfc3339),
         })
     }));
-    json!({ "allocator": app.runtime.allocator.to_string(), "plugins": plugins })
+    json!({
+        "allocator": app.runtime.allocator.to_string(),
+        "plugin_dir": app.reloader.plugin_dir().borrow().display().to_string(),
+        "artifact_cache": app.reloader.cache().map(|c| c.dir().display().to_string()),
+        "plugins": plugins,
+    })
 }

@@ -1,27 +1,28 @@
 //! The state one running Tandem shares between its listeners: config,
-//! runtime, the current chain, and what failed to load.
+//! runtime, the current chain, and the reload machinery.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::chain::Chain;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::runtime::Runtime;
-use crate::runtime::loader::{LoadFailure, load_dir};
 use crate::shared_state::SharedState;
 
 /// One running Tandem.
 pub struct App {
-    /// The settings it runs with.
+    /// The settings it started with (see `reload::restart` for those a
+    /// reload can change).
     pub config: Config,
     /// Engine, linker and host services.
     pub runtime: Runtime,
     /// The chain new requests get.
     pub chain: Arc<ArcSwap<Chain>>,
-    /// Plugins that did not load in the last attempt.
-    pub load_failures: Mutex<Vec<LoadFailure>>,
+    /// Reloads, the artifact cache and each plugin's load history.
+    pub reloader: Reloader,
 }
 
 impl App {
@@ -33,27 +34,12 @@ impl App {
         let shared = Arc::new(SharedState::default());
         let runtime = Runtime::new(metrics, shared)?;
         tracing::info!(allocator = %runtime.allocator, "wasm runtime ready");
-        let report = load_dir(&runtime, &config.plugin_dir)
-            .await
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot read plugin directory {}: {error}",
-                    config.plugin_dir.display()
-                )
-            })?;
-        if let Some(first) = report.failed.first() {
-            anyhow::bail!(
-                "{} plugin(s) failed to load; first: {}: {}",
-                report.failed.len(),
-                first.name,
-                first.error
-            );
-        }
+        let (reloader, chain) = Reloader::start(&config, &runtime).await?;
         Ok(Self {
             config,
             runtime,
-            chain: Arc::new(ArcSwap::from_pointee(Chain::new(report.loaded))),
-            load_failures: Mutex::new(report.failed),
+            chain: Arc::new(ArcSwap::from_pointee(chain)),
+            reloader,
         })
     }
 

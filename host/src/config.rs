@@ -97,6 +97,11 @@ pub struct FileConfig {
 pub struct PluginsSection {
     /// The plugin directory; relative paths are relative to the config file.
     pub dir: Option<PathBuf>,
+    /// Where compiled plugins are cached; `""` turns the cache off.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether to reload when files in the plugin directory or the config
+    /// change (SIGHUP and `POST /reload` work either way).
+    pub watch: Option<bool>,
 }
 
 /// The settings Tandem runs with, after defaults and overrides.
@@ -114,6 +119,21 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where plugins live.
     pub plugin_dir: PathBuf,
+    /// Where compiled plugins are cached, if anywhere.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether file changes trigger a reload.
+    pub watch: bool,
+    /// Where these settings came from, so a reload can read them again.
+    pub origin: ConfigOrigin,
+}
+
+/// The file and the overrides a [`Config`] was made from.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOrigin {
+    /// The config file, if one was given.
+    pub path: Option<PathBuf>,
+    /// Command-line and environment values, which keep winning on reload.
+    pub overrides: Overrides,
 }
 
 /// Values given on the command line or in the environment, which win over
@@ -138,6 +158,19 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default shutdown grace period.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The default artifact cache: `$XDG_CACHE_HOME/tandem`, else
+/// `$HOME/.cache/tandem`, else none.
+fn default_cache_dir() -> Option<PathBuf> {
+    let from_env = |key: &str| {
+        std::env::var_os(key)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    from_env("XDG_CACHE_HOME")
+        .or_else(|| from_env("HOME").map(|home| home.join(".cache")))
+        .map(|base| base.join("tandem"))
+}
 
 /// Parses an upstream given as `http://host:port` or `host:port`.
 fn parse_upstream(path: &Path, value: &str) -> Result<http::uri::Authority, ConfigError> {
@@ -183,7 +216,12 @@ impl Config {
                 PathBuf::from("(no config file)"),
             ),
         };
-        Self::resolve(file, &base, &shown, overrides)
+        let mut config = Self::resolve(file, &base, &shown, overrides)?;
+        config.origin = ConfigOrigin {
+            path: path.map(Path::to_owned),
+            overrides: overrides.clone(),
+        };
+        Ok(config)
     }
 
     fn resolve(
@@ -205,6 +243,11 @@ impl Config {
             Some(dir) => dir,
             None => base.join(file.plugins.dir.unwrap_or_else(|| PathBuf::from("plugins"))),
         };
+        let cache_dir = match file.plugins.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(base.join(dir)),
+            None => default_cache_dir(),
+        };
         Ok(Self {
             listen: overrides
                 .listen
@@ -224,6 +267,9 @@ impl Config {
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             plugin_dir,
+            cache_dir,
+            watch: file.plugins.watch.unwrap_or(true),
+            origin: ConfigOrigin::default(),
         })
     }
 }
@@ -269,6 +315,23 @@ mod tests {
         assert_eq!(config.plugin_dir, Path::new("/etc/tandem/p"));
         assert_eq!(config.admin.to_string(), DEFAULT_ADMIN);
         assert_eq!(config.upstream.as_str(), "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn cache_dir_is_relative_to_the_file_and_empty_turns_it_off() {
+        let config =
+            load_text("upstream = \"127.0.0.1:3000\"\n[plugins]\ncache_dir = \"c\"\n").unwrap();
+        assert_eq!(
+            config.cache_dir.as_deref(),
+            Some(Path::new("/etc/tandem/c"))
+        );
+        assert!(config.watch);
+        let config = load_text(
+            "upstream = \"127.0.0.1:3000\"\n[plugins]\ncache_dir = \"\"\nwatch = false\n",
+        )
+        .unwrap();
+        assert_eq!(config.cache_dir, None);
+        assert!(!config.watch);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod config;
 pub mod metrics;
 pub mod plugin_settings;
 pub mod proxy;
+pub mod reload;
 pub mod replay;
 pub mod run;
 pub mod runtime;

@@ -33,6 +33,7 @@ pub struct Metrics {
     plugin_failures: IntCounterVec,
     hook_duration: HistogramVec,
     plugin_loads: IntCounterVec,
+    reloads: IntCounterVec,
     plugin_defined: RwLock<HashMap<String, PluginMetric>>,
 }
 
@@ -250,6 +251,17 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let reloads = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tandem_reloads_total",
+                    "Reloads of the plugin directory, by outcome (ok, unchanged, partial, error).",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        );
         Self {
             registry,
             requests_by_class,
@@ -260,6 +272,7 @@ impl Metrics {
             plugin_failures,
             hook_duration,
             plugin_loads,
+            reloads,
             plugin_defined: RwLock::default(),
         }
     }
@@ -291,6 +304,11 @@ impl Metrics {
     /// Counts a plugin load attempt (`ok` or `error`).
     pub fn plugin_loaded(&self, outcome: &str) {
         self.plugin_loads.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a reload by outcome.
+    pub fn reloaded(&self, outcome: &str) {
+        self.reloads.with_label_values(&[outcome]).inc();
     }
 
     /// Resolves the metrics of one hook of one plugin.

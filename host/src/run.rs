@@ -42,6 +42,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let proxy_addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstream = %app.config.upstream, plugins = app.chain.load().plugins().len(), "tandem serving");
+    // Before the line below, so no change made after it goes unseen.
+    let reload_triggers = crate::reload::start_triggers(&app);
     // The one line on stdout: tests and scripts wait for it.
     println!("tandem listening proxy={proxy_addr} admin={admin_addr}");
 
@@ -70,6 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await;
     admin.abort();
     sweeper.abort();
+    drop(reload_triggers);
     tracing::info!(drained, "tandem stopped");
     Ok(())
 }

@@ -28,6 +28,7 @@ async fn health_readiness_plugins_and_metrics() {
 
     let plugins: serde_json::Value =
         serde_json::from_slice(&get(&tandem.admin_url("/plugins")).await.body).unwrap();
+    assert_eq!(plugins["allocator"], "pooling");
     let deny = &plugins["plugins"][0];
     assert_eq!(deny["name"], "deny");
     assert_eq!(deny["order"], 5);
@@ -75,4 +76,52 @@ async fn health_readiness_plugins_and_metrics() {
         StatusCode::SERVICE_UNAVAILABLE,
         "not ready while the upstream is down"
     );
+}
+
+#[tokio::test]
+async fn without_address_space_for_the_pool_instances_are_allocated_on_demand() {
+    use crate::support::tandem::{TANDEM, write_config_dir};
+    use tokio::io::AsyncBufReadExt;
+
+    let upstream = Upstream::start().await;
+    let plugins = vec![(
+        "probe".to_string(),
+        crate::support::plugins::wasm("chain-probe"),
+        Some("[config]\nname = \"p\"\n".to_string()),
+    )];
+    let dir = write_config_dir(&format!("http://{}", upstream.addr), &plugins, "");
+    // 16 GiB of address space: far too little for the instance pool's
+    // reservations, plenty for a few instances allocated on demand.
+    let script = format!(
+        "ulimit -v 16777216 && exec {TANDEM} run --config {}",
+        dir.path().join("tandem.toml").display()
+    );
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("tandem starts under ulimit -v")
+        .unwrap()
+        .expect("a listening line");
+    let address = |key: &str| -> String {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap()
+            .to_owned()
+    };
+    let (proxy, admin) = (address("proxy="), address("admin="));
+    let plugins: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{admin}/plugins")).await.body).unwrap();
+    assert_eq!(plugins["allocator"], "on-demand");
+    for _ in 0..20 {
+        let reply = get(&format!("http://{proxy}/")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.header("x-chain-response"), Some("p"));
+    }
 }

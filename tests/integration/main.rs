@@ -4,6 +4,7 @@
 mod admin;
 mod chain;
 mod check;
+mod hot_swap;
 mod polyglot;
 mod proxy;
 mod support;

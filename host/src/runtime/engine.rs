@@ -83,7 +83,14 @@ pub fn build_engine(pool: PoolSize) -> anyhow::Result<(Engine, Allocator)> {
         Ok(engine) => Ok((engine, Allocator::Pooling)),
         Err(error) => {
             tracing::warn!(%error, "cannot reserve the instance pool; allocating on demand");
-            let engine = Engine::new(&base_config())
+            // Address space is scarce here (that is why the pool failed), so
+            // give up the 4 GiB reservations that let guests skip bounds
+            // checks: memories start small and move when they grow.
+            let mut config = base_config();
+            config.memory_reservation(0);
+            config.memory_guard_size(64 << 10);
+            config.guard_before_linear_memory(false);
+            let engine = Engine::new(&config)
                 .map_err(|e| anyhow::anyhow!("creating the wasm engine: {e:#}"))?;
             Ok((engine, Allocator::OnDemand))
         }

@@ -160,11 +160,24 @@ struct PluginInstance {
     bindings: PluginBindings,
 }
 
-/// Per-hook host metrics of one plugin.
+/// Per-hook host metrics of one plugin, only for the hooks it implements
+/// (so `/metrics` carries no empty series).
+#[derive(Default)]
 struct PluginHookMetrics {
-    on_request: HookMetrics,
-    on_response: HookMetrics,
-    on_log: HookMetrics,
+    on_request: Option<HookMetrics>,
+    on_response: Option<HookMetrics>,
+    on_log: Option<HookMetrics>,
+}
+
+impl PluginHookMetrics {
+    fn resolve(metrics: &crate::metrics::Metrics, name: &str, hooks: Hooks) -> Self {
+        let resolve = |on: bool, hook: Hook| on.then(|| metrics.hook(name, hook.name()));
+        Self {
+            on_request: resolve(hooks.on_request, Hook::OnRequest),
+            on_response: resolve(hooks.on_response, Hook::OnResponse),
+            on_log: resolve(hooks.on_log, Hook::OnLog),
+        }
+    }
 }
 
 /// One loaded version of a plugin.
@@ -294,11 +307,6 @@ impl PluginVersion {
             runtime.metrics.clone(),
             runtime.shared.clone(),
         ));
-        let metrics = PluginHookMetrics {
-            on_request: runtime.metrics.hook(name, Hook::OnRequest.name()),
-            on_response: runtime.metrics.hook(name, Hook::OnResponse.name()),
-            on_log: runtime.metrics.hook(name, Hook::OnLog.name()),
-        };
         let mut version = Self {
             name: name.into(),
             file,
@@ -312,10 +320,11 @@ impl PluginVersion {
             pre,
             services,
             idle: Mutex::new(Vec::new()),
-            metrics,
+            metrics: PluginHookMetrics::default(),
         };
         let (first, hooks) = version.instantiate().await.map_err(LoadError::Init)?;
         version.hooks = hooks;
+        version.metrics = PluginHookMetrics::resolve(&runtime.metrics, name, hooks);
         version.give_back(first);
         Ok(version)
     }
@@ -372,11 +381,11 @@ impl PluginVersion {
         }
     }
 
-    fn hook_metrics(&self, hook: Hook) -> &HookMetrics {
+    fn hook_metrics(&self, hook: Hook) -> Option<&HookMetrics> {
         match hook {
-            Hook::OnRequest => &self.metrics.on_request,
-            Hook::OnResponse => &self.metrics.on_response,
-            Hook::OnLog => &self.metrics.on_log,
+            Hook::OnRequest => self.metrics.on_request.as_ref(),
+            Hook::OnResponse => self.metrics.on_response.as_ref(),
+            Hook::OnLog => self.metrics.on_log.as_ref(),
         }
     }
 
@@ -441,7 +450,9 @@ impl PluginVersion {
             .take()
             .expect("the host put a request in");
         let response = store.data_mut().response.take();
-        self.hook_metrics(hook).observe(started.elapsed());
+        if let Some(metrics) = self.hook_metrics(hook) {
+            metrics.observe(started.elapsed());
+        }
         match result {
             Ok(value) => {
                 self.give_back(instance);
@@ -456,7 +467,9 @@ impl PluginVersion {
     }
 
     fn record_failure(&self, hook: Hook, failure: &HookFailure) {
-        self.hook_metrics(hook).failed(failure.kind());
+        if let Some(metrics) = self.hook_metrics(hook) {
+            metrics.failed(failure.kind());
+        }
         self.failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             plugin = &*self.name,

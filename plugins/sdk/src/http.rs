@@ -221,7 +221,7 @@ impl From<Reply> for Action {
 }
 
 impl Reply {
-    /// A reply with `status` (100 to 999), no headers and an empty body.
+    /// A reply with `status` (200 to 999; the host refuses anything else), no headers and an empty body.
     ///
     /// ```
     /// # use tandem_sdk::{Action, Reply};

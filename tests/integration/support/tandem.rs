@@ -23,6 +23,7 @@ pub struct TandemBuilder {
     upstream: String,
     plugins: Vec<(String, PathBuf, Option<String>)>,
     extra_config: String,
+    plugins_config: String,
 }
 
 /// A running Tandem; killed when dropped.
@@ -43,6 +44,17 @@ pub fn write_config_dir(
     plugins: &[(String, PathBuf, Option<String>)],
     extra_config: &str,
 ) -> tempfile::TempDir {
+    write_config_dir_with(upstream, plugins, extra_config, "")
+}
+
+/// Like [`write_config_dir`], with extra lines in the `[plugins]` table. The
+/// artifact cache goes in the temp dir too, so tests never share one.
+pub fn write_config_dir_with(
+    upstream: &str,
+    plugins: &[(String, PathBuf, Option<String>)],
+    extra_config: &str,
+    plugins_config: &str,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let plugin_dir = dir.path().join("plugins");
     std::fs::create_dir(&plugin_dir).unwrap();
@@ -53,7 +65,7 @@ pub fn write_config_dir(
         }
     }
     let config = format!(
-        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{extra_config}\n[plugins]\ndir = \"plugins\"\n"
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{extra_config}\n[plugins]\ndir = \"plugins\"\ncache_dir = \"cache\"\n{plugins_config}\n"
     );
     std::fs::write(dir.path().join("tandem.toml"), config).unwrap();
     dir
@@ -66,6 +78,7 @@ impl TandemBuilder {
             upstream: upstream.into(),
             plugins: Vec::new(),
             extra_config: String::new(),
+            plugins_config: String::new(),
         }
     }
 
@@ -93,9 +106,29 @@ impl TandemBuilder {
         self
     }
 
+    /// Adds lines to the `[plugins]` table of tandem.toml.
+    pub fn plugins_config(mut self, lines: &str) -> Self {
+        self.plugins_config.push_str(lines);
+        self.plugins_config.push('\n');
+        self
+    }
+
     /// Starts the binary and waits until it is listening.
     pub async fn spawn(self) -> Tandem {
-        let dir = write_config_dir(&self.upstream, &self.plugins, &self.extra_config);
+        let dir = write_config_dir_with(
+            &self.upstream,
+            &self.plugins,
+            &self.extra_config,
+            &self.plugins_config,
+        );
+        Tandem::start_in(dir).await
+    }
+}
+
+impl Tandem {
+    /// Runs the binary on the tandem.toml in `dir` and waits until it is
+    /// listening.
+    async fn start_in(dir: tempfile::TempDir) -> Tandem {
         let mut child = Command::new(TANDEM)
             .arg("run")
             .arg("--config")
@@ -148,9 +181,16 @@ impl TandemBuilder {
             _dir: dir,
         }
     }
-}
 
-impl Tandem {
+    /// Stops this Tandem (SIGTERM, then waits) and starts a new one on the
+    /// same directory: same config, plugins and artifact cache.
+    pub async fn restart(mut self) -> Tandem {
+        self.terminate();
+        self.wait(Duration::from_secs(30)).await;
+        let dir = self._dir;
+        Tandem::start_in(dir).await
+    }
+
     /// A URL on the proxy listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)
@@ -164,6 +204,26 @@ impl Tandem {
     /// Everything the process has logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The directory holding tandem.toml, `plugins/` and `cache/`.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// The plugin directory.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir().join("plugins")
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// Sends SIGTERM.

@@ -1,0 +1,133 @@
+//! A closed-loop HTTP/1.1 load generator: each connection sends a request,
+//! waits for the whole response, records the latency, and repeats until the
+//! time is up.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// What one load run measured.
+pub struct LoadResult {
+    /// Responses with the expected status.
+    pub ok: u64,
+    /// Transport errors and unexpected statuses.
+    pub errors: u64,
+    /// Wall time of the measured part.
+    pub elapsed: Duration,
+    /// Latencies in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl LoadResult {
+    /// Successful requests per second.
+    pub fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// A latency percentile in microseconds.
+    pub fn percentile(&self, q: f64) -> u64 {
+        self.latency_us.value_at_quantile(q)
+    }
+}
+
+/// One load shape.
+#[derive(Clone, Copy)]
+pub struct LoadShape {
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Unmeasured warm-up.
+    pub warmup: Duration,
+    /// Measured time.
+    pub duration: Duration,
+}
+
+async fn connection(
+    addr: SocketAddr,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expect: u16,
+    measure_from: Instant,
+    until: Instant,
+) -> (u64, u64, Histogram<u64>) {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let (mut ok, mut errors) = (0u64, 0u64);
+    'reconnect: while Instant::now() < until {
+        let Ok(stream) = TcpStream::connect(addr).await else {
+            errors += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+        else {
+            errors += 1;
+            continue;
+        };
+        tokio::spawn(conn);
+        while Instant::now() < until {
+            let mut request = Request::get(path).header("host", "bench");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let request = request.body(Empty::<Bytes>::new()).expect("valid request");
+            let started = Instant::now();
+            let result = async {
+                let response = sender.send_request(request).await?;
+                let status = response.status().as_u16();
+                response.into_body().collect().await?;
+                Ok::<_, hyper::Error>(status)
+            }
+            .await;
+            let measured = started >= measure_from;
+            match result {
+                Ok(status) if status == expect => {
+                    if measured {
+                        ok += 1;
+                        let _ = histogram.record(started.elapsed().as_micros().max(1) as u64);
+                    }
+                }
+                Ok(_) => errors += u64::from(measured),
+                Err(_) => {
+                    errors += u64::from(measured);
+                    continue 'reconnect;
+                }
+            }
+        }
+    }
+    (ok, errors, histogram)
+}
+
+/// Drives `path` on `addr` with `shape` and merges the results.
+pub async fn run(
+    addr: SocketAddr,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expect: u16,
+    shape: LoadShape,
+) -> LoadResult {
+    let measure_from = Instant::now() + shape.warmup;
+    let until = measure_from + shape.duration;
+    let tasks: Vec<_> = (0..shape.connections)
+        .map(|_| tokio::spawn(connection(addr, path, headers, expect, measure_from, until)))
+        .collect();
+    let mut total = LoadResult {
+        ok: 0,
+        errors: 0,
+        elapsed: shape.duration,
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+    };
+    for task in tasks {
+        let (ok, errors, histogram) = task.await.expect("load task");
+        total.ok += ok;
+        total.errors += errors;
+        total.latency_us.add(histogram).expect("same bounds");
+    }
+    total
+}

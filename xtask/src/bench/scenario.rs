@@ -1,0 +1,215 @@
+//! The side-by-side scenarios: each starts its processes, drives the same
+//! load, reads the proxy's resident memory, and stops them again.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::load::{self, LoadResult, LoadShape};
+use super::nginx;
+use crate::process::{Interrupt, Service};
+use crate::workspace;
+
+/// One measured scenario.
+pub struct Row {
+    name: String,
+    result: LoadResult,
+    rss_kib: Option<u64>,
+}
+
+/// A plugin in a scenario: name, guest crate, NAME.toml.
+type PluginSpec = (&'static str, &'static str, &'static str);
+
+struct TandemScenario {
+    name: &'static str,
+    plugins: &'static [PluginSpec],
+    headers: &'static [(&'static str, &'static str)],
+}
+
+const PATH: &str = "/healthz";
+
+const EXAMPLE_CHAIN: &[PluginSpec] = &[
+    (
+        "add-header",
+        "add-header",
+        "order = 10\n[config]\nheaders = { x-served-by = \"tandem\" }\n",
+    ),
+    (
+        "deny-path",
+        "deny-path",
+        "order = 20\n[config]\nprefixes = [\"/admin\"]\n",
+    ),
+];
+
+const SCENARIOS: &[TandemScenario] = &[
+    TandemScenario {
+        name: "tandem, no plugins",
+        plugins: &[],
+        headers: &[],
+    },
+    TandemScenario {
+        name: "tandem, example chain (2 plugins)",
+        plugins: EXAMPLE_CHAIN,
+        headers: &[],
+    },
+    TandemScenario {
+        name: "tandem, header-reader, reused instances",
+        plugins: &[("header-reader", "header-reader", "instances = \"reuse\"\n")],
+        headers: &[("x-probe", "1")],
+    },
+    TandemScenario {
+        name: "tandem, header-reader, fresh instances",
+        plugins: &[("header-reader", "header-reader", "instances = \"fresh\"\n")],
+        headers: &[("x-probe", "1")],
+    },
+];
+
+/// Resident memory of a process, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn address_after(line: &str, key: &str) -> anyhow::Result<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(key))
+        .with_context(|| format!("no {key} in {line:?}"))?
+        .parse()
+        .with_context(|| format!("bad address in {line:?}"))
+}
+
+fn start_tandem(
+    dir: &Path,
+    upstream: SocketAddr,
+    plugins: &[PluginSpec],
+    interrupt: &Interrupt,
+) -> anyhow::Result<(Service, SocketAddr)> {
+    let plugin_dir = dir.join("plugins");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(&plugin_dir)?;
+    for (name, crate_name, settings) in plugins {
+        std::fs::copy(
+            workspace::plugin_component(crate_name),
+            plugin_dir.join(format!("{name}.wasm")),
+        )?;
+        std::fs::write(plugin_dir.join(format!("{name}.toml")), settings)?;
+    }
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n[plugins]\ndir = \"plugins\"\n"
+    );
+    std::fs::write(dir.join("tandem.toml"), config)?;
+    let mut command = Command::new(workspace::release_binary("tandem"));
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("tandem.toml"))
+        .env("TANDEM_LOG", "warn")
+        .stderr(Stdio::inherit());
+    let mut service = Service::spawn("tandem", command)?;
+    let line = service.wait_for_line("tandem listening", Duration::from_secs(120), interrupt)?;
+    let proxy = address_after(&line, "proxy=")?;
+    Ok((service, proxy))
+}
+
+/// Runs every scenario in turn against one demo-app.
+pub fn run_all(
+    runtime: &tokio::runtime::Runtime,
+    shape: LoadShape,
+    with_nginx: bool,
+) -> anyhow::Result<Vec<Row>> {
+    let interrupt = Interrupt::install()?;
+    let bench_dir = workspace::target_dir().join("bench");
+    let mut app_command = Command::new(workspace::release_binary("demo-app"));
+    app_command
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::null());
+    let mut app = Service::spawn("demo-app", app_command)?;
+    let line = app.wait_for_line("demo-app listening on", Duration::from_secs(30), interrupt)?;
+    let app_addr: SocketAddr = line
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .context("demo-app address")?;
+
+    let mut rows = Vec::new();
+    println!("bench: app direct");
+    let result = runtime.block_on(load::run(app_addr, PATH, &[], 200, shape));
+    rows.push(Row {
+        name: "app direct".into(),
+        result,
+        rss_kib: None,
+    });
+
+    for scenario in SCENARIOS {
+        println!("bench: {}", scenario.name);
+        let dir = bench_dir.join(scenario.name.replace([' ', ',', '(', ')'], "-"));
+        let (tandem, proxy) = start_tandem(&dir, app_addr, scenario.plugins, interrupt)?;
+        let result = runtime.block_on(load::run(proxy, PATH, scenario.headers, 200, shape));
+        let rss = tandem.pid().and_then(rss_kib);
+        tandem.stop()?;
+        rows.push(Row {
+            name: scenario.name.into(),
+            result,
+            rss_kib: rss,
+        });
+    }
+
+    if with_nginx {
+        match nginx::ensure_installed() {
+            Ok(binary) => {
+                println!("bench: nginx");
+                let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+                let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let nginx =
+                    nginx::start(&binary, &bench_dir.join("nginx"), listen, app_addr, workers)?;
+                let result = runtime.block_on(load::run(listen, PATH, &[], 200, shape));
+                nginx.stop()?;
+                rows.push(Row {
+                    name: format!("nginx reverse proxy ({workers} workers)"),
+                    result,
+                    rss_kib: None,
+                });
+            }
+            Err(error) => println!("bench: nginx skipped: {error:#}"),
+        }
+    }
+    app.stop()?;
+    Ok(rows)
+}
+
+/// Prints the table.
+pub fn print_table(rows: &[Row], shape: LoadShape) {
+    println!();
+    println!(
+        "{} connections, {} s per scenario, GET {PATH}, one load thread; ratios are against the first row",
+        shape.connections,
+        shape.duration.as_secs()
+    );
+    println!(
+        "{:<42} {:>10} {:>9} {:>9} {:>8} {:>7} {:>10}",
+        "scenario", "req/s", "p50 us", "p99 us", "errors", "ratio", "proxy RSS"
+    );
+    let base = rows.first().map_or(1.0, |r| r.result.rate());
+    for row in rows {
+        let rss = row
+            .rss_kib
+            .map_or_else(|| "-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        println!(
+            "{:<42} {:>10.0} {:>9} {:>9} {:>8} {:>7.2} {:>10}",
+            row.name,
+            row.result.rate(),
+            row.result.percentile(0.50),
+            row.result.percentile(0.99),
+            row.result.errors,
+            row.result.rate() / base,
+            rss
+        );
+    }
+}
