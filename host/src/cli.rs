@@ -64,6 +64,10 @@ pub struct CommonArgs {
     /// Log format.
     #[arg(long, env = "TANDEM_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
+    /// `run` only: append every exchange to this file as a JSON line, for
+    /// `tandem replay` (headers are written as sent, credentials included).
+    #[arg(long, env = "TANDEM_RECORD")]
+    pub record: Option<PathBuf>,
 }
 
 impl CommonArgs {

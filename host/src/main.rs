@@ -18,6 +18,12 @@ fn main() -> ExitCode {
         Command::New(args) => return tandem::starter::main(args),
     };
     tandem::telemetry::init(args.log_format);
+    if let (Command::Run(_), Some(path)) = (&cli.command, &args.record)
+        && let Err(error) = tandem::replay::recorder::install(path)
+    {
+        eprintln!("tandem: cannot record to {}: {error}", path.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let config = match Config::load(args.config.as_deref(), &args.overrides()) {
         Ok(config) => config,
         Err(error) => {

@@ -551,3 +551,129 @@ async fn per_request_cost_times_every_hook_of_every_pass() {
         assert_eq!(per_request.calls, records.len() * passes, "{lang}");
     }
 }
+
+/// `tandem run --record FILE` writes what `tandem replay` reads: live
+/// exchanges, replayed through another version of the plugin, get the same
+/// decisions.
+#[tokio::test]
+async fn recorded_traffic_replays_with_the_same_decisions() {
+    use tokio::io::AsyncBufReadExt;
+
+    let upstream = Upstream::start().await;
+    let dir = write_config_dir(
+        &format!("http://{}", upstream.addr),
+        &[(
+            "require-header".to_owned(),
+            require_header("rust"),
+            Some(settings()),
+        )],
+        "",
+    );
+    let recorded = dir.path().join("recorded.jsonl");
+    let mut child = tokio::process::Command::new(TANDEM)
+        .arg("run")
+        .arg("--config")
+        .arg(dir.path().join("tandem.toml"))
+        .arg("--record")
+        .arg(&recorded)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(120), stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("tandem prints its listening line");
+    let proxy = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("proxy="))
+        .unwrap()
+        .to_owned();
+    let url = |path: &str| format!("http://{proxy}{path}");
+
+    assert_eq!(
+        get(&url("/api/orders")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let reply = get_with(&url("/api/orders?page=2"), &[("x-tenant", "acme")]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply =
+        crate::support::client::send_body(http::Method::POST, &url("/echo"), b"hello".to_vec())
+            .await;
+    assert_eq!(reply.text(), "hello");
+
+    let complete = eventually(Duration::from_secs(10), async || {
+        std::fs::read_to_string(&recorded).is_ok_and(|text| text.lines().count() == 3)
+    })
+    .await;
+    assert!(complete, "{:?}", std::fs::read_to_string(&recorded));
+    let mut records = tandem::replay::record::load(&recorded).unwrap();
+    records.sort_by_key(|r| r.record.target.clone());
+    // Sorted by target: /api/orders, /api/orders?page=2, /echo.
+    let [rejected, passed, echo] = [&records[0].record, &records[1].record, &records[2].record];
+    assert_eq!(
+        (rejected.method.as_str(), rejected.target.as_str()),
+        ("GET", "/api/orders")
+    );
+    assert_eq!(rejected.status, Some(400));
+    assert_eq!(rejected.upstream_duration_us, None);
+    assert_eq!(rejected.client.ip().to_string(), "127.0.0.1");
+    assert_eq!(passed.target, "/api/orders?page=2");
+    assert!(
+        passed.headers.pairs().contains(&("x-tenant", "acme")),
+        "recorded as the client sent it: {passed:?}"
+    );
+    assert!(
+        !passed
+            .headers
+            .pairs()
+            .iter()
+            .any(|(n, _)| *n == "x-validated")
+    );
+    assert_eq!(passed.status, Some(200));
+    assert!(passed.upstream_duration_us.is_some());
+    assert_eq!(
+        (
+            echo.method.as_str(),
+            echo.request_bytes,
+            echo.response_bytes
+        ),
+        ("POST", 5, 5)
+    );
+    drop(child);
+
+    // The recorded file through the C version.
+    let output = Command::new(TANDEM)
+        .arg("replay")
+        .arg(require_header("c"))
+        .arg("--requests")
+        .arg(&recorded)
+        .arg("--config")
+        .arg(examples_dir().join("require-header.toml"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut statuses: Vec<(String, u64)> = decisions(&stdout)
+        .iter()
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap().to_owned(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            ("/api/orders".to_owned(), 400),
+            ("/api/orders?page=2".to_owned(), 200),
+            ("/echo".to_owned(), 200)
+        ]
+    );
+}

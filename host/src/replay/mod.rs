@@ -3,13 +3,15 @@
 //! what), which headers and properties it changed, what it logged and
 //! counted, and how long each hook took.
 //!
-//! The exchanges are JSON lines ([`record`]). The plugin runs as in `tandem
+//! The exchanges are JSON lines ([`record`]), written by hand or recorded
+//! from live traffic by `tandem run --record FILE` ([`recorder`]). The plugin runs as in `tandem
 //! run`: same engine, pooling allocator, instance pool, deadlines, reply
 //! checks and failure policy ([`driver`]).
 
 pub mod capture;
 pub mod driver;
 pub mod record;
+pub mod recorder;
 pub mod report;
 pub mod timing;
 
