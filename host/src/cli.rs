@@ -24,6 +24,12 @@ pub enum Command {
     /// Check the config and every plugin (compile, world, init), print one
     /// line per plugin, and exit non-zero on any failure.
     Check(CommonArgs),
+    /// Run one plugin's hooks over recorded requests (JSON lines), without a
+    /// proxy, and print what it did to each and how long each hook took.
+    Replay(crate::replay::ReplayArgs),
+    /// Write a new plugin project (Rust, C, Python or JavaScript) that builds
+    /// as it is.
+    New(crate::starter::NewArgs),
 }
 
 /// Log output format.
@@ -58,6 +64,10 @@ pub struct CommonArgs {
     /// Log format.
     #[arg(long, env = "TANDEM_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
+    /// `run` only: append every exchange to this file as a JSON line, for
+    /// `tandem replay` (headers are written as sent, credentials included).
+    #[arg(long, env = "TANDEM_RECORD")]
+    pub record: Option<PathBuf>,
 }
 
 impl CommonArgs {

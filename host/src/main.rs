@@ -12,8 +12,18 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Run(args) | Command::Check(args)) = &cli.command;
+    let args = match &cli.command {
+        Command::Run(args) | Command::Check(args) => args,
+        Command::Replay(args) => return tandem::replay::main(args),
+        Command::New(args) => return tandem::starter::main(args),
+    };
     tandem::telemetry::init(args.log_format);
+    if let (Command::Run(_), Some(path)) = (&cli.command, &args.record)
+        && let Err(error) = tandem::replay::recorder::install(path)
+    {
+        eprintln!("tandem: cannot record to {}: {error}", path.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let config = match Config::load(args.config.as_deref(), &args.overrides()) {
         Ok(config) => config,
         Err(error) => {
@@ -35,6 +45,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(_) => tandem::check::run(&config).await,
             Command::Run(_) => tandem::run::run(config).await.map(|()| true),
+            Command::Replay(_) | Command::New(_) => unreachable!("handled above"),
         }
     });
     match result {

@@ -9,6 +9,7 @@ mod containment;
 mod hot_swap;
 mod logging;
 mod metrics_plugin;
+mod polyglot;
 mod proxy;
 mod rate_limit;
 mod support;

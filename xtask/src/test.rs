@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the checks CI runs (`.ci/run` calls exactly this),
-//! in order, stopping at the first failure: format, plugin build, the root
-//! workspace's tests, the demo smoke test, and clippy (unless `--no-lint`).
+//! in order, stopping at the first failure: format, plugin build, the C,
+//! Python and JavaScript example build, the root workspace's tests, the demo
+//! smoke test, and clippy (unless `--no-lint`).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -66,6 +67,10 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
                 )
                 .map(|()| None)
             },
+        },
+        Step {
+            name: "build examples",
+            run: || workspace::build_examples().map(|_| None),
         },
         Step {
             name: "cargo test",

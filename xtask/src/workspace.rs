@@ -78,6 +78,29 @@ pub fn build_plugins() -> anyhow::Result<()> {
         .args(["build", "--release"]))
 }
 
+/// Builds the require-header example in C, Python and JavaScript with
+/// `examples/plugins/build-all.sh` (which installs their toolchains on first
+/// use and skips what is up to date) and returns each language with its
+/// component.
+pub fn build_examples() -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let script = root().join("examples/plugins/build-all.sh");
+    println!("$ examples/plugins/build-all.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .env_remove("CARGO_TARGET_DIR")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !output.status.success() {
+        bail!("examples/plugins/build-all.sh failed ({})", output.status);
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(lang, path)| (lang.to_owned(), PathBuf::from(path)))
+        .collect())
+}
+
 /// Builds the `tandem` and `demo-app` release binaries.
 pub fn build_binaries() -> anyhow::Result<()> {
     run(cargo().args(["build", "--release", "-p", "tandem", "-p", "demo-app"]))

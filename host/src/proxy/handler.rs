@@ -28,6 +28,7 @@ use super::upgrade;
 use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
 use crate::config::Limits;
 use crate::metrics::Metrics;
+use crate::replay::recorder::Recording;
 use crate::runtime::bindings::Exchange;
 use crate::runtime::exchange::{Properties, RequestHead, ResponseHead};
 use crate::runtime::plugin::PluginReply;
@@ -86,6 +87,7 @@ struct ExchangeDone {
     request_bytes: Arc<AtomicU64>,
     trail: Trail,
     log: Option<LogJob>,
+    recording: Option<Recording>,
     _in_flight: InFlight,
 }
 
@@ -95,6 +97,10 @@ impl Completion for ExchangeDone {
         self._in_flight
             .0
             .request_done(self.status.as_u16(), elapsed);
+        if let Some(recording) = self.recording {
+            let request_bytes = self.request_bytes.load(Ordering::Relaxed);
+            recording.finish(request_bytes, sent, elapsed, self.trail.upstream_duration);
+        }
         let Some(job) = self.log else { return };
         let mut error = self.trail.error;
         if !complete && error.is_none() {
@@ -270,6 +276,7 @@ impl Proxy {
             limit,
             verdict,
         };
+        let mut recording = Recording::start(&parts, client_addr);
         let head = RequestHead {
             parts,
             client_addr,
@@ -381,12 +388,16 @@ impl Proxy {
             }),
             _ => None,
         };
+        if let Some(recording) = recording.as_mut() {
+            recording.response(&parts);
+        }
         let done = ExchangeDone {
             started,
             status: parts.status,
             request_bytes,
             trail,
             log,
+            recording,
             _in_flight: in_flight,
         };
         Response::from_parts(parts, body.on_complete(Box::new(done)))

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod collector;
+pub mod examples;
 pub mod plugins;
 pub mod promtool;
 pub mod tandem;

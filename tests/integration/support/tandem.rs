@@ -95,6 +95,13 @@ impl TandemBuilder {
         self
     }
 
+    /// Adds the component at `wasm` as `name`, with `settings` as NAME.toml.
+    pub fn plugin_file(mut self, name: &str, wasm: &Path, settings: &str) -> Self {
+        self.plugins
+            .push((name.into(), wasm.to_owned(), Some(settings.into())));
+        self
+    }
+
     /// Adds top-level lines to tandem.toml.
     pub fn config(mut self, lines: &str) -> Self {
         self.extra_config.push_str(lines);

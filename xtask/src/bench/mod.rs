@@ -1,12 +1,14 @@
 //! `cargo xtask bench`: requests/s and latency side by side in one run (the
 //! app direct, Tandem with no plugins, Tandem with the example chain, nginx
 //! when it can be installed), the instance-strategy comparison on the real
-//! chain, and the cost of one hook call. Figures, never pass/fail: these
+//! chain, the cost of one hook call, and the per-request cost of the same
+//! plugin in Rust, C, Python and JavaScript. Figures, never pass/fail: these
 //! machines are shared and noisy, so compare the ratios of one run.
 
 mod hook_cost;
 mod load;
 mod nginx;
+mod polyglot;
 mod scenario;
 mod swap;
 
@@ -43,6 +45,8 @@ enum Part {
     Hook,
     /// Hot swap: file change to serving, memory over many swaps.
     Swap,
+    /// The same plugin in Rust, C, Python and JavaScript, per request.
+    Languages,
 }
 
 /// Runs `cargo xtask bench`.
@@ -83,6 +87,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if wanted(Part::Swap) {
         swap::run()?;
+    }
+    if wanted(Part::Languages) {
+        polyglot::run(&runtime)?;
+        println!();
     }
     Ok(())
 }

@@ -1,0 +1,185 @@
+//! What a plugin logged and counted during one hook call.
+//!
+//! Logs: the host writes plugin log records as `tracing` events with target
+//! `plugin`; replay installs [`LogCapture`] as a layer and drains it after
+//! each call. Metrics: the values of the plugin-defined series before and
+//! after each call, read from the replay's own registry, give the change.
+//! Neither needs anything from the runtime beyond what it already does.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+
+use crate::metrics::Metrics;
+
+/// The `tracing` target of plugin log records (see `runtime::host_impl`).
+pub const PLUGIN_TARGET: &str = "plugin";
+
+/// One record a plugin wrote through the `log` import.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LogRecord {
+    /// `trace` to `error`.
+    pub level: String,
+    /// The message.
+    pub message: String,
+    /// The fields as the host renders them: `key="value" ...`.
+    pub fields: String,
+}
+
+/// A `tracing` layer that keeps plugin log records until drained.
+#[derive(Clone, Default)]
+pub struct LogCapture {
+    records: Arc<Mutex<Vec<LogRecord>>>,
+}
+
+impl LogCapture {
+    /// Takes every record captured since the last call.
+    pub fn drain(&self) -> Vec<LogRecord> {
+        std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[derive(Default)]
+struct RecordVisitor {
+    message: String,
+    fields: String,
+}
+
+impl Visit for RecordVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            "fields" => {
+                let _ = write!(self.fields, "{value:?}");
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LogCapture {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let metadata = event.metadata();
+        if metadata.target() != PLUGIN_TARGET {
+            return;
+        }
+        let mut visitor = RecordVisitor::default();
+        event.record(&mut visitor);
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(LogRecord {
+                level: metadata.level().as_str().to_lowercase(),
+                message: visitor.message,
+                fields: visitor.fields,
+            });
+    }
+}
+
+/// A change of one plugin-defined series during a hook call.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricChange {
+    /// The series, e.g. `validator_rejections_total{header="x-tenant"}`.
+    pub series: String,
+    /// The value before the call (0 for a new series).
+    pub before: f64,
+    /// The value after.
+    pub after: f64,
+}
+
+/// The values of every plugin-defined series: Prometheus text without the
+/// comments and the host's own `tandem_*` series. Histograms show as their
+/// `_sum` and `_count` series (buckets are left out to keep reports short).
+pub fn plugin_series(metrics: &Metrics) -> BTreeMap<String, f64> {
+    metrics
+        .render()
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.starts_with("tandem_"))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            if series.contains("_bucket{") {
+                return None;
+            }
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The series whose value changed between two readings.
+pub fn changes(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<MetricChange> {
+    after
+        .iter()
+        .filter_map(|(series, &value)| {
+            let old = before.get(series).copied().unwrap_or(0.0);
+            (old != value).then(|| MetricChange {
+                series: series.clone(),
+                before: old,
+                after: value,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::MetricUpdate;
+
+    #[test]
+    fn changes_show_only_plugin_series_that_moved() {
+        let metrics = Metrics::new();
+        metrics
+            .update(
+                "hits_total",
+                &[("k".into(), "a".into())],
+                MetricUpdate::CounterAdd(1),
+            )
+            .unwrap();
+        let before = plugin_series(&metrics);
+        metrics
+            .update(
+                "hits_total",
+                &[("k".into(), "b".into())],
+                MetricUpdate::CounterAdd(2),
+            )
+            .unwrap();
+        metrics.request_done(200, std::time::Duration::from_millis(1));
+        let after = plugin_series(&metrics);
+        assert_eq!(
+            changes(&before, &after),
+            vec![MetricChange {
+                series: "hits_total{k=\"b\"}".into(),
+                before: 0.0,
+                after: 2.0
+            }]
+        );
+    }
+
+    #[test]
+    fn plugin_log_events_are_captured_and_others_are_not() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let capture = LogCapture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let fields = "header=\"x-tenant\"";
+            tracing::warn!(target: "plugin", plugin = "p", fields = %fields, "missing {}", "header");
+            tracing::warn!("host message");
+        });
+        assert_eq!(
+            capture.drain(),
+            vec![LogRecord {
+                level: "warn".into(),
+                message: "missing header".into(),
+                fields: "header=\"x-tenant\"".into(),
+            }]
+        );
+        assert!(capture.drain().is_empty());
+    }
+}
