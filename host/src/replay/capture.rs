@@ -137,6 +137,10 @@ mod tests {
         let metrics = Metrics::new();
         metrics
             .update(
+                crate::metrics::MetricOwner {
+                    plugin: "probe",
+                    series_limit: 100,
+                },
                 "hits_total",
                 &[("k".into(), "a".into())],
                 MetricUpdate::CounterAdd(1),
@@ -145,6 +149,10 @@ mod tests {
         let before = plugin_series(&metrics);
         metrics
             .update(
+                crate::metrics::MetricOwner {
+                    plugin: "probe",
+                    series_limit: 100,
+                },
                 "hits_total",
                 &[("k".into(), "b".into())],
                 MetricUpdate::CounterAdd(2),
