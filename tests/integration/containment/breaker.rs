@@ -110,7 +110,13 @@ async fn closed_plugin_trips_fails_fast_and_recovers() {
 async fn open_plugin_trips_and_is_skipped_without_being_called() {
     let upstream = Upstream::start().await;
     let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
-        .plugin("flaky", "hostile", &settings("open"))
+        // A cool-down far longer than the test, so that a slow, busy machine
+        // cannot let a probe call through before the assertions.
+        .plugin(
+            "flaky",
+            "hostile",
+            &settings("open").replace("trip_cooldown_ms = 1500", "trip_cooldown_ms = 600000"),
+        )
         .spawn()
         .await;
     for _ in 0..10 {
