@@ -61,6 +61,9 @@ pub struct CommonArgs {
     /// Plugin directory.
     #[arg(long, env = "TANDEM_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
+    /// Proxy worker threads (default: one per core).
+    #[arg(long, env = "TANDEM_WORKERS")]
+    pub workers: Option<u32>,
     /// Log format.
     #[arg(long, env = "TANDEM_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -78,6 +81,7 @@ impl CommonArgs {
             upstream: self.upstream.clone(),
             admin: self.admin,
             plugin_dir: self.plugins_dir.clone(),
+            workers: self.workers,
         }
     }
 }

@@ -86,6 +86,8 @@ pub struct FileConfig {
     pub upstream_timeout_ms: Option<u64>,
     /// Milliseconds that in-flight requests get to finish on shutdown.
     pub shutdown_grace_ms: Option<u64>,
+    /// Proxy worker threads (one per core when omitted).
+    pub workers: Option<u32>,
     /// Plugins.
     #[serde(default)]
     pub plugins: PluginsSection,
@@ -309,6 +311,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Time in-flight requests get on shutdown.
     pub shutdown_grace: Duration,
+    /// Proxy worker threads, each with its own event loop.
+    pub workers: usize,
     /// Where plugins live.
     pub plugin_dir: PathBuf,
     /// Where compiled plugins are cached, if anywhere.
@@ -344,6 +348,8 @@ pub struct Overrides {
     pub admin: Option<SocketAddr>,
     /// `--plugins-dir` / `TANDEM_PLUGINS_DIR`.
     pub plugin_dir: Option<PathBuf>,
+    /// `--workers` / `TANDEM_WORKERS`.
+    pub workers: Option<u32>,
 }
 
 /// Default inbound listener.
@@ -354,6 +360,13 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default shutdown grace period.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Most proxy worker threads.
+pub const MAX_WORKERS: u32 = 256;
+
+/// One proxy worker per core the process may use.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
 
 /// The default artifact cache: `$XDG_CACHE_HOME/tandem`, else
 /// `$HOME/.cache/tandem`, else none.
@@ -451,6 +464,17 @@ impl Config {
             None => default_cache_dir(),
         };
         let records = crate::records::config::RecordsConfig::resolve(file.records, base, shown)?;
+        let workers = match overrides.workers.or(file.workers) {
+            None => default_workers(),
+            Some(count @ 1..=MAX_WORKERS) => count as usize,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    path: shown.to_owned(),
+                    key: "workers".into(),
+                    message: format!("must be 1 to {MAX_WORKERS}"),
+                });
+            }
+        };
         Ok(Self {
             listen: overrides
                 .listen
@@ -469,6 +493,7 @@ impl Config {
                 .shutdown_grace_ms
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            workers,
             plugin_dir,
             cache_dir,
             watch: file.plugins.watch.unwrap_or(true),
@@ -491,6 +516,18 @@ mod tests {
             Path::new("tandem.toml"),
             &Overrides::default(),
         )
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_and_zero_is_refused() {
+        let config = load_text("upstream = \"http://127.0.0.1:1\"\n").unwrap();
+        assert_eq!(config.workers, default_workers());
+        let config = load_text("upstream = \"http://127.0.0.1:1\"\nworkers = 3\n").unwrap();
+        assert_eq!(config.workers, 3);
+        let error = load_text("upstream = \"http://127.0.0.1:1\"\nworkers = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("workers"), "{error}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::proxy::workers::Workers;
 use crate::proxy::{Proxy, server};
 
 /// How often expired shared-state entries are swept.
@@ -54,7 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstream = %app.config.upstream, plugins = app.chain.load().plugins().len(), records = app.records().sink_name(), "tandem serving");
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstream = %app.config.upstream, workers = app.config.workers, plugins = app.chain.load().plugins().len(), records = app.records().sink_name(), "tandem serving");
     // Before the line below, so no change made after it goes unseen.
     let reload_triggers = crate::reload::start_triggers(&app);
     // The one line of Tandem's own on stdout: tests and scripts wait for
@@ -80,22 +81,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let proxy = Arc::new(
+    let config = &app.config;
+    let make_proxy = || {
         Proxy::new(
             app.chain.clone(),
-            app.config.upstream.clone(),
-            app.config.upstream_timeout,
+            config.upstream.clone(),
+            config.upstream_timeout,
             app.metrics().clone(),
         )
-        .with_limits(app.config.limits.clone()),
-    );
-    let drained = server::serve(
-        listener,
-        proxy,
-        shutdown_signal(),
-        app.config.shutdown_grace,
-    )
-    .await;
+        .with_limits(config.limits.clone())
+    };
+    let mut workers = Workers::start(
+        config.workers,
+        listener
+            .into_std()
+            .context("taking over the proxy listener")?,
+        make_proxy,
+        server::connection_slots(&config.limits),
+        config.shutdown_grace,
+    )?;
+    let drained = workers.serve_until(shutdown_signal()).await;
     admin.abort();
     if let Some(app_logs) = app_logs {
         app_logs.abort();
@@ -109,6 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .records()
         .shutdown(app.config.records.flush_timeout)
         .await;
+    workers.finish().await;
     tracing::info!(drained, records_lost = lost, "tandem stopped");
     Ok(())
 }

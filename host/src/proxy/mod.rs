@@ -9,5 +9,6 @@ pub mod headers;
 pub mod limits;
 pub mod server;
 pub mod upgrade;
+pub mod workers;
 
 pub use handler::Proxy;

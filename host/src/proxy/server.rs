@@ -73,7 +73,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Slot,
     mut stop: watch::Receiver<bool>,
 ) {
     let _open = OpenConnection::new(&proxy);
@@ -115,26 +115,50 @@ async fn serve_connection(
     }
 }
 
+/// The connection slots of the whole process: `[limits] max_connections`,
+/// shared by every worker.
+pub fn connection_slots(limits: &Limits) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(limits.max_connections as usize))
+}
+
+/// A connection's hold on a process-wide slot and on its worker's count.
+struct Slot {
+    _process: OwnedSemaphorePermit,
+    _worker: OwnedSemaphorePermit,
+}
+
 /// Serves `listener` until `shutdown` completes, then stops accepting and
-/// gives in-flight requests up to `grace` to finish. Returns whether every
-/// connection drained in time.
+/// gives in-flight requests up to `grace` to finish. Connections take their
+/// slots from `slots`, which other workers may share. Returns whether every
+/// connection of this worker drained in time.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    slots: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> bool {
     let limits = proxy.limits().clone();
     let builder = Arc::new(http_builder(&limits));
-    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    // This worker's own connections, so that the drain waits for them and
+    // not for other workers'. Never the tighter bound: each connection
+    // holds a process-wide slot too.
+    let mine = Arc::new(Semaphore::new(limits.max_connections as usize));
     let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         // Wait for a free slot before accepting, so that excess connections
         // queue in the kernel instead of costing memory here.
-        let permit = tokio::select! {
+        let process = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
+        };
+        let permit = Slot {
+            _process: process,
+            _worker: mine
+                .clone()
+                .try_acquire_owned()
+                .expect("a worker never holds more connections than the process"),
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -165,7 +189,7 @@ pub async fn serve(
     // Every connection holds a slot until it ends.
     let all = limits.max_connections;
     tokio::select! {
-        _ = slots.acquire_many(all) => true,
+        _ = mine.acquire_many(all) => true,
         () = tokio::time::sleep(grace) => {
             tracing::warn!("grace period over; closing the remaining connections");
             false
