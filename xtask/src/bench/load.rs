@@ -34,6 +34,15 @@ impl LoadResult {
     pub fn percentile(&self, q: f64) -> u64 {
         self.latency_us.value_at_quantile(q)
     }
+
+    /// Adds a run measured after this one against the same target, as if
+    /// the two had been one longer run.
+    pub fn append(&mut self, later: LoadResult) {
+        self.ok += later.ok;
+        self.errors += later.errors;
+        self.elapsed += later.elapsed;
+        self.latency_us.add(later.latency_us).expect("same bounds");
+    }
 }
 
 /// One load shape.

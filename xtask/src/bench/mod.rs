@@ -1,13 +1,16 @@
 //! `cargo xtask bench`: requests/s and latency side by side in one run (the
 //! app direct, Tandem with no plugins, Tandem with the example chain, nginx
 //! when it can be installed), the instance-strategy comparison on the real
-//! chain, the cost of one hook call, and the per-request cost of the same
-//! plugin in Rust, C, Python and JavaScript. Figures, never pass/fail: these
-//! machines are shared and noisy, so compare the ratios of one run.
+//! chain, the cost of one hook call, the per-request cost of the same
+//! plugin in Rust, C, Python and JavaScript, and the first-party plugins
+//! (access-log, metrics, auth, rate-limit) alone and together. Figures,
+//! never pass/fail: these machines are shared and noisy, so compare the
+//! ratios of one run.
 
 mod hook_cost;
 mod load;
 mod nginx;
+mod plugins;
 mod polyglot;
 mod scenario;
 mod swap;
@@ -47,6 +50,8 @@ enum Part {
     Swap,
     /// The same plugin in Rust, C, Python and JavaScript, per request.
     Languages,
+    /// access-log, metrics, auth and rate-limit: each alone, all four, none.
+    Plugins,
 }
 
 /// Runs `cargo xtask bench`.
@@ -90,6 +95,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if wanted(Part::Languages) {
         polyglot::run(&runtime)?;
+        println!();
+    }
+    if wanted(Part::Plugins) {
+        plugins::run(&runtime, shape)?;
         println!();
     }
     Ok(())

@@ -15,13 +15,34 @@ use crate::workspace;
 
 /// One measured scenario.
 pub struct Row {
-    name: String,
-    result: LoadResult,
-    rss_kib: Option<u64>,
+    /// What ran.
+    pub name: String,
+    /// What the load generator measured.
+    pub result: LoadResult,
+    /// The proxy's resident memory at the end, if it is Tandem.
+    pub rss_kib: Option<u64>,
+}
+
+impl Row {
+    /// The proxy's resident memory for a table cell.
+    pub fn rss_text(&self) -> String {
+        self.rss_kib
+            .map_or_else(|| "-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    }
 }
 
 /// A plugin in a scenario: name, guest crate, NAME.toml.
-type PluginSpec = (&'static str, &'static str, &'static str);
+pub type PluginSpec = (&'static str, &'static str, &'static str);
+
+/// A running Tandem.
+pub struct Tandem {
+    /// The process.
+    pub service: Service,
+    /// The proxy listener.
+    pub proxy: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+}
 
 struct TandemScenario {
     name: &'static str,
@@ -29,7 +50,8 @@ struct TandemScenario {
     headers: &'static [(&'static str, &'static str)],
 }
 
-const PATH: &str = "/healthz";
+/// The path every scenario requests.
+pub const PATH: &str = "/healthz";
 
 const EXAMPLE_CHAIN: &[PluginSpec] = &[
     (
@@ -68,7 +90,7 @@ const SCENARIOS: &[TandemScenario] = &[
 ];
 
 /// Resident memory of a process, from /proc.
-fn rss_kib(pid: u32) -> Option<u64> {
+pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -84,12 +106,15 @@ fn address_after(line: &str, key: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("bad address in {line:?}"))
 }
 
-fn start_tandem(
+/// Starts Tandem from a fresh `dir` with `plugins` in front of `upstream`;
+/// `extra_config` is appended to its tandem.toml.
+pub fn start_tandem(
     dir: &Path,
     upstream: SocketAddr,
     plugins: &[PluginSpec],
+    extra_config: &str,
     interrupt: &Interrupt,
-) -> anyhow::Result<(Service, SocketAddr)> {
+) -> anyhow::Result<Tandem> {
     let plugin_dir = dir.join("plugins");
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(&plugin_dir)?;
@@ -101,7 +126,7 @@ fn start_tandem(
         std::fs::write(plugin_dir.join(format!("{name}.toml")), settings)?;
     }
     let config = format!(
-        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n[plugins]\ndir = \"plugins\"\n"
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n[plugins]\ndir = \"plugins\"\n{extra_config}"
     );
     std::fs::write(dir.join("tandem.toml"), config)?;
     let mut command = Command::new(workspace::release_binary("tandem"));
@@ -113,8 +138,28 @@ fn start_tandem(
         .stderr(Stdio::inherit());
     let mut service = Service::spawn("tandem", command)?;
     let line = service.wait_for_line("tandem listening", Duration::from_secs(120), interrupt)?;
-    let proxy = address_after(&line, "proxy=")?;
-    Ok((service, proxy))
+    Ok(Tandem {
+        proxy: address_after(&line, "proxy=")?,
+        admin: address_after(&line, "admin=")?,
+        service,
+    })
+}
+
+/// Starts the demo application on a free port.
+pub fn start_app(interrupt: &Interrupt) -> anyhow::Result<(Service, SocketAddr)> {
+    let mut app_command = Command::new(workspace::release_binary("demo-app"));
+    app_command
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::null());
+    let mut app = Service::spawn("demo-app", app_command)?;
+    let line = app.wait_for_line("demo-app listening on", Duration::from_secs(30), interrupt)?;
+    let app_addr = line
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .context("demo-app address")?;
+    Ok((app, app_addr))
 }
 
 /// Runs every scenario in turn against one demo-app.
@@ -125,18 +170,7 @@ pub fn run_all(
 ) -> anyhow::Result<Vec<Row>> {
     let interrupt = Interrupt::install()?;
     let bench_dir = workspace::target_dir().join("bench");
-    let mut app_command = Command::new(workspace::release_binary("demo-app"));
-    app_command
-        .args(["--listen", "127.0.0.1:0"])
-        .stderr(Stdio::null());
-    let mut app = Service::spawn("demo-app", app_command)?;
-    let line = app.wait_for_line("demo-app listening on", Duration::from_secs(30), interrupt)?;
-    let app_addr: SocketAddr = line
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .context("demo-app address")?;
+    let (app, app_addr) = start_app(interrupt)?;
 
     let mut rows = Vec::new();
     println!("bench: app direct");
@@ -150,10 +184,10 @@ pub fn run_all(
     for scenario in SCENARIOS {
         println!("bench: {}", scenario.name);
         let dir = bench_dir.join(scenario.name.replace([' ', ',', '(', ')'], "-"));
-        let (tandem, proxy) = start_tandem(&dir, app_addr, scenario.plugins, interrupt)?;
-        let result = runtime.block_on(load::run(proxy, PATH, scenario.headers, 200, shape));
-        let rss = tandem.pid().and_then(rss_kib);
-        tandem.stop()?;
+        let tandem = start_tandem(&dir, app_addr, scenario.plugins, "", interrupt)?;
+        let result = runtime.block_on(load::run(tandem.proxy, PATH, scenario.headers, 200, shape));
+        let rss = tandem.service.pid().and_then(rss_kib);
+        tandem.service.stop()?;
         rows.push(Row {
             name: scenario.name.into(),
             result,
@@ -198,9 +232,6 @@ pub fn print_table(rows: &[Row], shape: LoadShape) {
     );
     let base = rows.first().map_or(1.0, |r| r.result.rate());
     for row in rows {
-        let rss = row
-            .rss_kib
-            .map_or_else(|| "-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
         println!(
             "{:<42} {:>10.0} {:>9} {:>9} {:>8} {:>7.2} {:>10}",
             row.name,
@@ -209,7 +240,7 @@ pub fn print_table(rows: &[Row], shape: LoadShape) {
             row.result.percentile(0.99),
             row.result.errors,
             row.result.rate() / base,
-            rss
+            row.rss_text()
         );
     }
 }
