@@ -12,6 +12,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::cpu;
+
 /// What one load run measured.
 pub struct LoadResult {
     /// Responses with the expected status.
@@ -22,12 +24,20 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Latencies in microseconds.
     pub latency_us: Histogram<u64>,
+    /// CPU time the measured processes spent during the measured part.
+    pub cpu: Option<Duration>,
 }
 
 impl LoadResult {
     /// Successful requests per second.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU microseconds of the measured processes per successful request.
+    pub fn cpu_us_per_request(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        (self.ok > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ok as f64)
     }
 
     /// A latency percentile in microseconds.
@@ -41,6 +51,7 @@ impl LoadResult {
         self.ok += later.ok;
         self.errors += later.errors;
         self.elapsed += later.elapsed;
+        self.cpu = self.cpu.zip(later.cpu).map(|(a, b)| a + b);
         self.latency_us.add(later.latency_us).expect("same bounds");
     }
 }
@@ -121,22 +132,48 @@ pub async fn run(
     expect: u16,
     shape: LoadShape,
 ) -> LoadResult {
+    run_metered(addr, path, headers, expect, shape, &[]).await
+}
+
+/// Like [`run`], and measures the CPU time that `processes` (the proxy)
+/// spend during the measured part.
+pub async fn run_metered(
+    addr: SocketAddr,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expect: u16,
+    shape: LoadShape,
+    processes: &[u32],
+) -> LoadResult {
     let measure_from = Instant::now() + shape.warmup;
     let until = measure_from + shape.duration;
     let tasks: Vec<_> = (0..shape.connections)
         .map(|_| tokio::spawn(connection(addr, path, headers, expect, measure_from, until)))
         .collect();
+    let meter = (!processes.is_empty()).then(|| {
+        let processes = processes.to_vec();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let start = cpu::total(&processes)?;
+            tokio::time::sleep_until(until.into()).await;
+            Some(cpu::total(&processes)?.saturating_sub(start))
+        })
+    });
     let mut total = LoadResult {
         ok: 0,
         errors: 0,
         elapsed: shape.duration,
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+        cpu: None,
     };
     for task in tasks {
         let (ok, errors, histogram) = task.await.expect("load task");
         total.ok += ok;
         total.errors += errors;
         total.latency_us.add(histogram).expect("same bounds");
+    }
+    if let Some(meter) = meter {
+        total.cpu = meter.await.ok().flatten();
     }
     total
 }

@@ -7,6 +7,7 @@
 //! never pass/fail: these machines are shared and noisy, so compare the
 //! ratios of one run.
 
+mod cpu;
 mod hook_cost;
 mod load;
 mod nginx;

@@ -164,8 +164,15 @@ fn run_load(
     for round in 1..=ROUNDS {
         println!("bench: round {round} of {ROUNDS}");
         for scenario in &mut running {
-            let result =
-                runtime.block_on(load::run(scenario.tandem.proxy, PATH, headers, 200, slice));
+            let pids: Vec<u32> = scenario.tandem.service.pid().into_iter().collect();
+            let result = runtime.block_on(load::run_metered(
+                scenario.tandem.proxy,
+                PATH,
+                headers,
+                200,
+                slice,
+                &pids,
+            ));
             match &mut scenario.result {
                 Some(total) => total.append(result),
                 None => scenario.result = Some(result),
@@ -216,7 +223,7 @@ fn print_load_table(rows: &[(Row, Option<RecordsSeen>)], shape: LoadShape) {
         shape.duration.as_secs()
     );
     println!(
-        "{:<50} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7} {:>8} {:>8} {:>10}",
+        "{:<50} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>9} {:>10}",
         "scenario",
         "req/s",
         "p50 us",
@@ -226,15 +233,22 @@ fn print_load_table(rows: &[(Row, Option<RecordsSeen>)], shape: LoadShape) {
         "us/req",
         "+us/req",
         "+p50 us",
+        "CPU us",
+        "+CPU us",
         "proxy RSS"
     );
     let Some((base, _)) = rows.first() else {
         return;
     };
+    let base_cpu = base.result.cpu_us_per_request();
     for (row, _) in rows {
         let p50 = row.result.percentile(0.50);
+        let cpu = row.result.cpu_us_per_request();
+        let added_cpu = cpu
+            .zip(base_cpu)
+            .map_or_else(|| "-".into(), |(cpu, base)| format!("{:+.1}", cpu - base));
         println!(
-            "{:<50} {:>8.0} {:>8} {:>8} {:>7} {:>6.2} {:>7.1} {:>+8.1} {:>+8} {:>10}",
+            "{:<50} {:>8.0} {:>8} {:>8} {:>7} {:>6.2} {:>7.1} {:>+8.1} {:>+8} {:>8} {:>9} {:>10}",
             row.name,
             row.result.rate(),
             p50,
@@ -244,6 +258,8 @@ fn print_load_table(rows: &[(Row, Option<RecordsSeen>)], shape: LoadShape) {
             wall_us(row),
             wall_us(row) - wall_us(base),
             p50 as i64 - base.result.percentile(0.50) as i64,
+            cpu.map_or_else(|| "-".into(), |us| format!("{us:.1}")),
+            added_cpu,
             row.rss_text()
         );
     }
@@ -252,7 +268,7 @@ fn print_load_table(rows: &[(Row, Option<RecordsSeen>)], shape: LoadShape) {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     );
     println!(
-        "  +us/req: what the plugins add to it; +p50 us: added median latency ({} requests in flight, so queueing included)",
+        "  +us/req: what the plugins add to it; +p50 us: added median latency ({} requests in flight, so queueing included);\n  CPU us: user + system CPU microseconds Tandem spent per request; +CPU us: what the plugins add to that (the steadiest column)",
         shape.connections
     );
     let errors: u64 = rows.iter().map(|(row, _)| row.result.errors).sum();

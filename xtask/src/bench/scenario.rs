@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::cpu;
 use super::load::{self, LoadResult, LoadShape};
 use super::nginx;
 use crate::process::{Interrupt, Service};
@@ -24,6 +25,13 @@ pub struct Row {
 }
 
 impl Row {
+    /// The proxy's CPU per request for a table cell.
+    pub fn cpu_text(&self) -> String {
+        self.result
+            .cpu_us_per_request()
+            .map_or_else(|| "-".into(), |us| format!("{us:.1} us"))
+    }
+
     /// The proxy's resident memory for a table cell.
     pub fn rss_text(&self) -> String {
         self.rss_kib
@@ -185,7 +193,15 @@ pub fn run_all(
         println!("bench: {}", scenario.name);
         let dir = bench_dir.join(scenario.name.replace([' ', ',', '(', ')'], "-"));
         let tandem = start_tandem(&dir, app_addr, scenario.plugins, "", interrupt)?;
-        let result = runtime.block_on(load::run(tandem.proxy, PATH, scenario.headers, 200, shape));
+        let pids: Vec<u32> = tandem.service.pid().into_iter().collect();
+        let result = runtime.block_on(load::run_metered(
+            tandem.proxy,
+            PATH,
+            scenario.headers,
+            200,
+            shape,
+            &pids,
+        ));
         let rss = tandem.service.pid().and_then(rss_kib);
         tandem.service.stop()?;
         rows.push(Row {
@@ -203,7 +219,14 @@ pub fn run_all(
                 let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
                 let nginx =
                     nginx::start(&binary, &bench_dir.join("nginx"), listen, app_addr, workers)?;
-                let result = runtime.block_on(load::run(listen, PATH, &[], 200, shape));
+                // The master and its workers.
+                let pids: Vec<u32> = nginx
+                    .pid()
+                    .into_iter()
+                    .flat_map(|master| std::iter::once(master).chain(cpu::children(master)))
+                    .collect();
+                let result =
+                    runtime.block_on(load::run_metered(listen, PATH, &[], 200, shape, &pids));
                 nginx.stop()?;
                 rows.push(Row {
                     name: format!("nginx reverse proxy ({workers} workers)"),
@@ -227,20 +250,27 @@ pub fn print_table(rows: &[Row], shape: LoadShape) {
         shape.duration.as_secs()
     );
     println!(
-        "{:<42} {:>10} {:>9} {:>9} {:>8} {:>7} {:>10}",
-        "scenario", "req/s", "p50 us", "p99 us", "errors", "ratio", "proxy RSS"
+        "{:<42} {:>10} {:>9} {:>9} {:>8} {:>7} {:>11} {:>10}",
+        "scenario", "req/s", "p50 us", "p99 us", "errors", "ratio", "proxy CPU", "proxy RSS"
     );
     let base = rows.first().map_or(1.0, |r| r.result.rate());
     for row in rows {
         println!(
-            "{:<42} {:>10.0} {:>9} {:>9} {:>8} {:>7.2} {:>10}",
+            "{:<42} {:>10.0} {:>9} {:>9} {:>8} {:>7.2} {:>11} {:>10}",
             row.name,
             row.result.rate(),
             row.result.percentile(0.50),
             row.result.percentile(0.99),
             row.result.errors,
             row.result.rate() / base,
+            row.cpu_text(),
             row.rss_text()
         );
     }
+    println!(
+        "  proxy CPU: user + system CPU microseconds the proxy process(es) spent per request while measured;"
+    );
+    println!(
+        "  unlike req/s it barely moves with other load on the machine, so compare Tandem and nginx by it"
+    );
 }
