@@ -1,6 +1,9 @@
 //! `NAME.toml`, the optional settings file beside each `NAME.wasm`.
 
-use std::path::Path;
+pub mod files;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +51,8 @@ struct SettingsFile {
     max_instances: Option<u32>,
     #[serde(default)]
     config: Option<toml::Table>,
+    #[serde(default)]
+    files: BTreeMap<String, PathBuf>,
 }
 
 /// Default CPU deadline of one hook call.
@@ -94,8 +99,12 @@ pub struct PluginSettings {
     pub clock_resolution: Duration,
     /// Instances in use at once; more calls wait up to the hook deadline.
     pub max_instances: u32,
-    /// The `[config]` table as JSON, given to `init`.
+    /// The `[config]` table as JSON, given to `init`; with the values of
+    /// [`files`](Self::files) once [`with_file_values`](Self::with_file_values)
+    /// has put them in.
     pub config_json: String,
+    /// The `[files]` table: `[config]` keys whose values are read from files.
+    pub files: Vec<files::ValueFile>,
 }
 
 impl Default for PluginSettings {
@@ -116,12 +125,15 @@ impl Default for PluginSettings {
             clock_resolution: DEFAULT_CLOCK_RESOLUTION,
             max_instances: DEFAULT_MAX_INSTANCES,
             config_json: "{}".into(),
+            files: Vec::new(),
         }
     }
 }
 
 impl PluginSettings {
-    /// Parses the text of a `NAME.toml`.
+    /// Parses the text of a `NAME.toml`. The values of `[files]` are not
+    /// read: see [`with_file_values`](Self::with_file_values) and
+    /// [`load`](Self::load).
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let file: SettingsFile = parse_toml(path, text)?;
         let invalid = |key: &str, message: String| ConfigError::Invalid {
@@ -180,6 +192,8 @@ impl PluginSettings {
                 .map_err(|e| invalid("config", format!("cannot be encoded as JSON: {e}")))?,
             None => defaults.config_json,
         };
+        let files = files::resolve(path, file.files);
+        files::check_keys(path, &files)?;
         Ok(Self {
             order: file.order.unwrap_or(defaults.order),
             failure: file.failure.unwrap_or(defaults.failure),
@@ -193,13 +207,55 @@ impl PluginSettings {
             clock_resolution,
             max_instances,
             config_json,
+            files,
         })
     }
 
-    /// Reads `path` if it exists; defaults otherwise.
+    /// Puts the text read for each `[files]` entry into `[config]`. A value
+    /// also set inline is an error that names the key. `path` is this
+    /// `NAME.toml`, for errors.
+    pub fn with_file_values(
+        mut self,
+        path: &Path,
+        values: &[files::FileValue],
+    ) -> Result<Self, ConfigError> {
+        if values.is_empty() {
+            return Ok(self);
+        }
+        let invalid = |file: &files::ValueFile, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: files::table_key(&file.key),
+            message,
+        };
+        let mut config: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&self.config_json).expect("config_json is a JSON object");
+        for value in values {
+            files::insert(&mut config, &value.file.key, value.text.clone())
+                .map_err(|message| invalid(&value.file, message))?;
+        }
+        self.config_json = serde_json::Value::Object(config).to_string();
+        Ok(self)
+    }
+
+    /// Reads `path` if it exists, and the files of its `[files]` table;
+    /// defaults otherwise.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(path, &text),
+            Ok(text) => {
+                let settings = Self::parse(path, &text)?;
+                let values = settings
+                    .files
+                    .iter()
+                    .map(|file| match files::read(&file.path) {
+                        Ok(text) => Ok(files::FileValue {
+                            file: file.clone(),
+                            text,
+                        }),
+                        Err(reason) => Err(files::error(path, file, &reason)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                settings.with_file_values(path, &values)
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Read {
                 path: path.to_owned(),
@@ -260,6 +316,52 @@ mod tests {
                 .to_string();
             assert!(error.contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn files_values_land_in_config_and_errors_name_key_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings_path = dir.path().join("auth.toml");
+        std::fs::write(dir.path().join("jwks.json"), "{\"keys\":[]}").unwrap();
+        std::fs::write(
+            &settings_path,
+            "[files]\n\"jwt.jwks\" = \"jwks.json\"\n[config.jwt]\nissuers = [\"i\"]\n",
+        )
+        .unwrap();
+        let settings = PluginSettings::load(&settings_path).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&settings.config_json).unwrap();
+        assert_eq!(json["jwt"]["jwks"], "{\"keys\":[]}");
+        assert_eq!(json["jwt"]["issuers"][0], "i");
+        assert_eq!(settings.files[0].path, dir.path().join("jwks.json"));
+
+        std::fs::write(
+            &settings_path,
+            "[files]\n\"jwt.jwks\" = \"jwks.json\"\n[config.jwt]\njwks = \"inline\"\n",
+        )
+        .unwrap();
+        let error = PluginSettings::load(&settings_path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("auth.toml") && error.contains("jwt.jwks") && error.contains("inline"),
+            "{error}"
+        );
+
+        std::fs::write(&settings_path, "[files]\n\"jwt.jwks\" = \"gone.json\"\n").unwrap();
+        let error = PluginSettings::load(&settings_path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("jwt.jwks")
+                && error.contains(&dir.path().join("gone.json").display().to_string())
+                && error.contains("no such file"),
+            "{error}"
+        );
+
+        let error = PluginSettings::parse(&settings_path, "[files]\n\"jwt.\" = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("jwt."), "{error}");
     }
 
     #[test]

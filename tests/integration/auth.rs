@@ -14,12 +14,12 @@ use crate::support::plugins::repo_root;
 use crate::support::tandem::{Tandem, TandemBuilder};
 use crate::support::upstream::Upstream;
 
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "orders-api";
+pub(super) const ISSUER: &str = "https://issuer.test";
+pub(super) const AUDIENCE: &str = "orders-api";
 const HS_SECRET: &str = "test-secret-at-least-32-bytes-long!!";
 const API_KEY: &str = "key-ci-0123456789";
 
-fn key_file(name: &str) -> String {
+pub(super) fn key_file(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("tests/integration/keys").join(name)).unwrap()
 }
 
@@ -82,7 +82,7 @@ async fn start(upstream: &Upstream) -> Tandem {
 }
 
 /// Valid claims for `subject`, with `extra` merged over them.
-fn claims(subject: &str, extra: Value) -> Value {
+pub(super) fn claims(subject: &str, extra: Value) -> Value {
     let mut claims = json!({
         "sub": subject,
         "iss": ISSUER,
@@ -98,7 +98,7 @@ fn claims(subject: &str, extra: Value) -> Value {
     claims
 }
 
-fn sign(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> String {
+pub(super) fn sign(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> String {
     let mut header = Header::new(alg);
     header.kid = Some(kid.to_owned());
     jsonwebtoken::encode(&header, claims, key).unwrap()
@@ -129,7 +129,7 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
-async fn bearer(tandem: &Tandem, path: &str, token: &str) -> Reply {
+pub(super) async fn bearer(tandem: &Tandem, path: &str, token: &str) -> Reply {
     get_with(
         &tandem.url(path),
         &[("authorization", &format!("Bearer {token}"))],

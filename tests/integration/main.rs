@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod auth_jwks_file;
 mod chain;
 mod check;
 mod containment;

@@ -1,4 +1,5 @@
-//! Loads one plugin version from files already read: settings, compile (or
+//! Loads one plugin version from files already read: settings (with the
+//! values of `[files]`), compile (or
 //! the artifact cache, or the component already serving), check against the
 //! world, pre-instantiate, `init`.
 
@@ -18,7 +19,8 @@ use crate::runtime::plugin::{PluginVersion, compile};
 pub struct Built {
     /// The version, initialised.
     pub version: PluginVersion,
-    /// Its component, kept to re-initialise it when only `NAME.toml` changes.
+    /// Its component, kept to re-initialise it when only `NAME.toml` (or a
+    /// file of its `[files]`) changes.
     pub component: Component,
     /// Where the component came from; `None` if it was reused.
     pub origin: Option<Origin>,
@@ -41,9 +43,9 @@ pub async fn build(
         ));
     }
     let settings = match &found.settings_text {
-        Some(text) => {
-            PluginSettings::parse(&found.settings_path, text).map_err(|e| e.to_string())?
-        }
+        Some(text) => PluginSettings::parse(&found.settings_path, text)
+            .and_then(|s| s.with_file_values(&found.settings_path, &found.files))
+            .map_err(|e| e.to_string())?,
         None => PluginSettings::default(),
     };
     let started = Instant::now();

@@ -18,7 +18,7 @@ pub mod restart;
 pub mod status;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -89,6 +89,7 @@ pub struct Reloader {
     last: Mutex<Option<Finished>>,
     book: Mutex<Book>,
     plugin_dir: tokio::sync::watch::Sender<PathBuf>,
+    value_files: tokio::sync::watch::Sender<BTreeSet<PathBuf>>,
     first_scan_at: SystemTime,
 }
 
@@ -169,6 +170,7 @@ impl Reloader {
             last: Mutex::new(None),
             book: Mutex::new(book),
             plugin_dir: tokio::sync::watch::Sender::new(dir.clone()),
+            value_files: tokio::sync::watch::Sender::new(scan.value_files),
             first_scan_at,
         };
         Ok((reloader, chain))
@@ -182,6 +184,12 @@ impl Reloader {
     /// The plugin directory in use, and its changes (the watcher follows it).
     pub fn plugin_dir(&self) -> tokio::sync::watch::Receiver<PathBuf> {
         self.plugin_dir.subscribe()
+    }
+
+    /// The files named in `[files]` tables as of the last reload, sent
+    /// after every reload (the watcher watches their directories too).
+    pub fn value_files(&self) -> tokio::sync::watch::Receiver<BTreeSet<PathBuf>> {
+        self.value_files.subscribe()
     }
 
     /// When the start-up load began reading the plugin directory: the
@@ -256,6 +264,7 @@ impl Reloader {
                 return report;
             }
         };
+        self.value_files.send_replace(scan.value_files.clone());
         let runtime = &app.runtime;
         let mut next: BTreeMap<String, LivePlugin> = BTreeMap::new();
         let mut loaded = Vec::new();
@@ -358,6 +367,7 @@ fn live_plugin(found: &Found, built: build::Built) -> LivePlugin {
         serving: Serving {
             sha256: found.sha256.clone(),
             settings_text: found.settings_text.clone(),
+            file_digests: found.file_digests(),
         },
     }
 }

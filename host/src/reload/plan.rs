@@ -1,13 +1,14 @@
 //! What a reload would change: the plugin directory read as it is now (never
 //! a file caught half-written), compared with the plugins that are serving.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::plugin_settings::files::{self, FileValue, MAX_VALUE_FILE_BYTES, ValueFile};
 use crate::runtime::loader::plugin_files;
 use crate::runtime::plugin::sha256_hex;
 
@@ -38,6 +39,18 @@ pub struct Found {
     pub settings_path: PathBuf,
     /// The text of `NAME.toml`, if there is one.
     pub settings_text: Option<String>,
+    /// The values of its `[files]` table, read with the rest.
+    pub files: Vec<FileValue>,
+}
+
+impl Found {
+    /// The digest of each value file: what tells a changed file apart.
+    pub fn file_digests(&self) -> Vec<(String, String)> {
+        self.files
+            .iter()
+            .map(|value| (value.file.key.clone(), sha256_hex(value.text.as_bytes())))
+            .collect()
+    }
 }
 
 /// A plugin whose files could not be read in a usable state.
@@ -61,6 +74,22 @@ pub struct Scan {
     /// Plugins whose files changed while being read or kept changing: not
     /// a failure, they are read again on their next change.
     pub pending: Vec<Unreadable>,
+    /// Every file named in a `[files]` table, read or not: the watcher
+    /// watches them too.
+    pub value_files: BTreeSet<PathBuf>,
+    /// The `..data` link of each value file's directory before the value
+    /// files were read: see [`scan`].
+    value_generations: Vec<(PathBuf, Option<PathBuf>)>,
+}
+
+impl Scan {
+    /// Whether a value file's directory is a ConfigMap or Secret volume
+    /// whose `..data` link switched while the value files were read.
+    fn value_generation_switched(&self) -> bool {
+        self.value_generations
+            .iter()
+            .any(|(dir, generation)| configmap_generation(dir) != *generation)
+    }
 }
 
 impl Scan {
@@ -127,6 +156,8 @@ enum ReadError {
     Io(std::io::Error),
     /// Not UTF-8 (`NAME.toml` only).
     NotText,
+    /// Read, but not usable (a value file that is too large or not text).
+    Invalid(String),
 }
 
 impl std::fmt::Display for ReadError {
@@ -138,6 +169,7 @@ impl std::fmt::Display for ReadError {
             }
             ReadError::Io(error) => write!(f, "{error}"),
             ReadError::NotText => f.write_str("not UTF-8 text"),
+            ReadError::Invalid(reason) => f.write_str(reason),
         }
     }
 }
@@ -209,16 +241,18 @@ fn configmap_generation(dir: &Path) -> Option<PathBuf> {
     std::fs::read_link(dir.join("..data")).ok()
 }
 
-/// Reads every plugin in `dir`. If the directory is a Kubernetes ConfigMap
-/// volume whose `..data` link switched during the scan, scans again, so the
-/// result is entirely the old or entirely the new generation.
+/// Reads every plugin in `dir`. If the directory (or the directory of a
+/// value file) is a Kubernetes ConfigMap volume whose `..data` link switched
+/// during the scan, scans again, so the result is entirely the old or
+/// entirely the new generation.
 pub async fn scan(dir: &Path) -> std::io::Result<Scan> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let generation = configmap_generation(dir);
         let scan = scan_once(dir).await?;
-        if configmap_generation(dir) == generation || attempt >= MAX_SCAN_ATTEMPTS {
+        let switched = configmap_generation(dir) != generation || scan.value_generation_switched();
+        if !switched || attempt >= MAX_SCAN_ATTEMPTS {
             return Ok(scan);
         }
         tracing::debug!(dir = %dir.display(), "..data switched during the scan; scanning again");
@@ -276,9 +310,79 @@ async fn scan_once(dir: &Path) -> std::io::Result<Scan> {
             wasm: wasm.into(),
             settings_path,
             settings_text,
+            files: Vec::new(),
         });
     }
+    read_value_files(&mut scan).await;
     Ok(scan)
+}
+
+/// Reads the files named in the `[files]` tables of the plugins found, once
+/// settled like the plugins' own files. A plugin whose value file cannot be
+/// read is unreadable (the error names the key, the file and why); one whose
+/// value file is still being written is pending.
+async fn read_value_files(scan: &mut Scan) {
+    let wanted: Vec<Vec<ValueFile>> = scan
+        .found
+        .iter()
+        .map(|found| match &found.settings_text {
+            Some(text) => files::value_files(&found.settings_path, text),
+            None => Vec::new(),
+        })
+        .collect();
+    scan.value_files
+        .extend(wanted.iter().flatten().map(|file| file.path.clone()));
+    let all: Vec<&Path> = scan.value_files.iter().map(PathBuf::as_path).collect();
+    let changing = settle(&all).await;
+    let dirs: BTreeSet<&Path> = scan.value_files.iter().filter_map(|p| p.parent()).collect();
+    scan.value_generations = dirs
+        .into_iter()
+        .map(|dir| (dir.to_owned(), configmap_generation(dir)))
+        .collect();
+    let found = std::mem::take(&mut scan.found);
+    'plugins: for (mut found, wanted) in found.into_iter().zip(wanted) {
+        for file in wanted {
+            let read = if changing.contains(&file.path) {
+                Err(ReadError::Unsettled)
+            } else {
+                read_value(&file.path).await
+            };
+            match read {
+                Ok(text) => found.files.push(FileValue { file, text }),
+                Err(ReadError::Unsettled) => {
+                    scan.skip(
+                        &found.name,
+                        &found.wasm_path,
+                        &file.path,
+                        ReadError::Unsettled,
+                    );
+                    continue 'plugins;
+                }
+                Err(error) => {
+                    let reason = match error {
+                        ReadError::Missing => "no such file".to_owned(),
+                        other => other.to_string(),
+                    };
+                    scan.unreadable.push(Unreadable {
+                        name: found.name.clone(),
+                        wasm_path: found.wasm_path.clone(),
+                        error: files::error(&found.settings_path, &file, &reason).to_string(),
+                    });
+                    continue 'plugins;
+                }
+            }
+        }
+        scan.found.push(found);
+    }
+}
+
+/// Reads a settled value file: at most [`MAX_VALUE_FILE_BYTES`] of text.
+async fn read_value(path: &Path) -> Result<String, ReadError> {
+    let len = stamp(path)?.len;
+    if len > MAX_VALUE_FILE_BYTES {
+        return Err(ReadError::Invalid(files::too_large(len)));
+    }
+    files::text_of(read_checked(path).await?).map_err(ReadError::Invalid)
 }
 
 /// What is serving for one plugin name: enough to tell whether its files
@@ -289,6 +393,8 @@ pub struct Serving {
     pub sha256: String,
     /// The `NAME.toml` text it was loaded with.
     pub settings_text: Option<String>,
+    /// The key and digest of each `[files]` value it was loaded with.
+    pub file_digests: Vec<(String, String)>,
 }
 
 /// What a reload does to one plugin found in the directory.
@@ -298,7 +404,8 @@ pub enum Change {
     Add,
     /// The `.wasm` changed: compile the new one.
     Replace,
-    /// Only `NAME.toml` changed: initialise the same component again.
+    /// Only `NAME.toml` or a file of its `[files]` changed: initialise the
+    /// same component again.
     Reconfigure,
     /// Nothing changed: keep the version that is serving.
     Keep,
@@ -309,7 +416,12 @@ pub fn change(found: &Found, serving: Option<&Serving>) -> Change {
     match serving {
         None => Change::Add,
         Some(serving) if serving.sha256 != found.sha256 => Change::Replace,
-        Some(serving) if serving.settings_text != found.settings_text => Change::Reconfigure,
+        Some(serving)
+            if serving.settings_text != found.settings_text
+                || serving.file_digests != found.file_digests() =>
+        {
+            Change::Reconfigure
+        }
         Some(_) => Change::Keep,
     }
 }
@@ -337,6 +449,7 @@ mod tests {
             sha256: sha.into(),
             settings_path: PathBuf::from(format!("{name}.toml")),
             settings_text: settings.map(str::to_owned),
+            files: Vec::new(),
         }
     }
 
@@ -344,6 +457,7 @@ mod tests {
         Serving {
             sha256: sha.into(),
             settings_text: settings.map(str::to_owned),
+            file_digests: Vec::new(),
         }
     }
 
@@ -371,6 +485,59 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_value_file_reconfigures() {
+        let mut plugin = found("a", "1", Some("[files]\nk = \"v\"\n"));
+        plugin.files.push(FileValue {
+            file: ValueFile {
+                key: "k".into(),
+                path: "v".into(),
+            },
+            text: "new".into(),
+        });
+        let mut current = serving("1", Some("[files]\nk = \"v\"\n"));
+        current.file_digests = vec![("k".into(), sha256_hex(b"old"))];
+        assert_eq!(change(&plugin, Some(&current)), Change::Reconfigure);
+        current.file_digests = plugin.file_digests();
+        assert_eq!(change(&plugin, Some(&current)), Change::Keep);
+    }
+
+    #[tokio::test]
+    async fn value_files_are_read_beside_the_plugin_or_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir(&plugins).unwrap();
+        std::fs::create_dir(&secrets).unwrap();
+        std::fs::write(plugins.join("p.wasm"), b"wasm").unwrap();
+        std::fs::write(
+            plugins.join("p.toml"),
+            "[files]\n\"a.b\" = \"p.json\"\nc = \"../secrets/c.json\"\n",
+        )
+        .unwrap();
+        std::fs::write(plugins.join("p.json"), "beside").unwrap();
+        std::fs::write(secrets.join("c.json"), "elsewhere").unwrap();
+        std::fs::write(plugins.join("q.wasm"), b"wasm").unwrap();
+        std::fs::write(plugins.join("q.toml"), "[files]\nk = \"../secrets/gone\"\n").unwrap();
+        let scan = scan(&plugins).await.unwrap();
+        assert_eq!(scan.found.len(), 1, "{scan:?}");
+        let texts: Vec<(&str, &str)> = scan.found[0]
+            .files
+            .iter()
+            .map(|v| (v.file.key.as_str(), v.text.as_str()))
+            .collect();
+        assert_eq!(texts, [("a.b", "beside"), ("c", "elsewhere")]);
+        assert_eq!(scan.unreadable.len(), 1, "{scan:?}");
+        let error = &scan.unreadable[0].error;
+        assert!(
+            scan.unreadable[0].name == "q"
+                && error.contains("files.\"k\"")
+                && error.contains("no such file"),
+            "{error}"
+        );
+        assert_eq!(scan.value_files.len(), 3, "{:?}", scan.value_files);
+    }
+
+    #[test]
     fn only_plugins_without_files_are_removed() {
         let serving: BTreeMap<String, ()> = ["a", "b", "c", "d"]
             .into_iter()
@@ -388,6 +555,7 @@ mod tests {
                 wasm_path: "d.wasm".into(),
                 error: "still being written".into(),
             }],
+            ..Scan::default()
         };
         assert_eq!(removed(&serving, &scan), ["c"]);
     }
