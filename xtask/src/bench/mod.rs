@@ -5,6 +5,7 @@
 //! plugin in Rust, C, Python and JavaScript. Figures, never pass/fail: these
 //! machines are shared and noisy, so compare the ratios of one run.
 
+mod containment;
 mod hook_cost;
 mod load;
 mod nginx;
@@ -47,6 +48,8 @@ enum Part {
     Swap,
     /// The same plugin in Rust, C, Python and JavaScript, per request.
     Languages,
+    /// p99 of other requests while one plugin loops on every call.
+    Containment,
 }
 
 /// Runs `cargo xtask bench`.
@@ -90,6 +93,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if wanted(Part::Languages) {
         polyglot::run(&runtime)?;
+        println!();
+    }
+    if wanted(Part::Containment) {
+        containment::run()?;
         println!();
     }
     Ok(())
