@@ -155,7 +155,7 @@ pub fn plugins_json(app: &App) -> serde_json::Value {
                 "instances": p.settings.instances,
                 "loaded_at": rfc3339(p.loaded_at),
                 "versions_loaded": record.map_or(1, |r| r.versions_loaded),
-                // A tripped circuit breaker says more than "serving".
+                // A tripped or quarantined plugin says more than "serving".
                 "state": match p.state_name() {
                     "serving" => state.as_str(),
                     tripped => tripped,
@@ -165,6 +165,8 @@ pub fn plugins_json(app: &App) -> serde_json::Value {
                 "failures": p.failures.load(std::sync::atomic::Ordering::Relaxed),
                 "consecutive_failures": p.breaker.consecutive_failures(),
                 "trips": p.breaker.trips(),
+                "quarantines": p.quarantine.entries(),
+                "quarantine_remaining_ms": p.quarantine.remaining().map(|r| r.as_millis() as u64),
                 "last_failure": *p.last_failure.lock().unwrap_or_else(|e| e.into_inner()),
                 "idle_instances": p.idle_instances(),
             })

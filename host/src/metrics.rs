@@ -44,6 +44,9 @@ pub struct Metrics {
     plugin_trips: IntCounterVec,
     plugin_tripped_calls: IntCounterVec,
     plugin_tripped: IntGaugeVec,
+    plugin_quarantines: IntCounterVec,
+    plugin_quarantined: IntGaugeVec,
+    plugin_quarantined_calls: IntCounterVec,
     connections_open: IntGauge,
     connections_closed: IntCounterVec,
     limit_rejections: IntCounterVec,
@@ -59,6 +62,7 @@ pub struct HookMetrics {
     duration: Histogram,
     failures: IntCounterVec,
     tripped_calls: IntCounter,
+    quarantined_calls: IntCounter,
     plugin: String,
     hook: &'static str,
 }
@@ -80,6 +84,11 @@ impl HookMetrics {
     /// Counts a call not made because the plugin is tripped.
     pub fn tripped(&self) {
         self.tripped_calls.inc();
+    }
+
+    /// Counts a call run on the quarantine lane.
+    pub fn quarantined(&self) {
+        self.quarantined_calls.inc();
     }
 }
 
@@ -349,6 +358,27 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let plugin_quarantines = counter_vec(
+            "tandem_plugin_quarantines_total",
+            "Times a plugin was put in quarantine after a call ran past its deadline.",
+            &["plugin"],
+        );
+        let plugin_quarantined = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tandem_plugin_quarantined",
+                    "1 while a plugin is quarantined (as of its last timeout or call), else 0.",
+                ),
+                &["plugin"],
+            )
+            .expect("valid metric"),
+        );
+        let plugin_quarantined_calls = counter_vec(
+            "tandem_plugin_quarantined_calls_total",
+            "Hook calls run on the low-priority quarantine lane.",
+            &["plugin", "hook"],
+        );
         let connections_open = register(
             &registry,
             IntGauge::new(
@@ -383,6 +413,9 @@ impl Metrics {
             plugin_trips,
             plugin_tripped_calls,
             plugin_tripped,
+            plugin_quarantines,
+            plugin_quarantined,
+            plugin_quarantined_calls,
             connections_open,
             connections_closed,
             limit_rejections,
@@ -438,6 +471,9 @@ impl Metrics {
             duration: self.hook_duration.with_label_values(&[plugin, hook]),
             failures: self.plugin_failures.clone(),
             tripped_calls: self.plugin_tripped_calls.with_label_values(&[plugin, hook]),
+            quarantined_calls: self
+                .plugin_quarantined_calls
+                .with_label_values(&[plugin, hook]),
             plugin: plugin.to_owned(),
             hook,
         }
@@ -457,6 +493,17 @@ impl Metrics {
     /// Marks a plugin's breaker closed again.
     pub fn plugin_recovered(&self, plugin: &str) {
         self.plugin_tripped.with_label_values(&[plugin]).set(0);
+    }
+
+    /// Counts a quarantine of a plugin and marks it quarantined.
+    pub fn plugin_quarantined(&self, plugin: &str) {
+        self.plugin_quarantines.with_label_values(&[plugin]).inc();
+        self.plugin_quarantined.with_label_values(&[plugin]).set(1);
+    }
+
+    /// Marks a plugin out of quarantine.
+    pub fn plugin_released(&self, plugin: &str) {
+        self.plugin_quarantined.with_label_values(&[plugin]).set(0);
     }
 
     /// The gauge of open client connections.

@@ -49,6 +49,7 @@ struct SettingsFile {
     metric_series_limit: Option<u32>,
     clock_resolution_us: Option<u64>,
     max_instances: Option<u32>,
+    quarantine_ms: Option<u64>,
     #[serde(default)]
     config: Option<toml::Table>,
     #[serde(default)]
@@ -69,6 +70,11 @@ pub const DEFAULT_METRIC_SERIES_LIMIT: u32 = 1000;
 /// Default cap on a plugin's instances in use at once: a plugin whose calls
 /// hang cannot take the whole shared instance pool (1000) from the others.
 pub const DEFAULT_MAX_INSTANCES: u32 = 100;
+/// Default time a plugin stays quarantined after a call that ran past its
+/// deadline (longer with every further one).
+pub const DEFAULT_QUARANTINE: Duration = Duration::from_secs(30);
+/// Longest `quarantine_ms`: a day.
+pub const MAX_QUARANTINE_MS: u64 = 86_400_000;
 /// Default resolution of the clocks a plugin reads: 1 ms, so that a plugin
 /// cannot time the host (or other requests) more finely than that.
 pub const DEFAULT_CLOCK_RESOLUTION: Duration = Duration::from_millis(1);
@@ -99,6 +105,9 @@ pub struct PluginSettings {
     pub clock_resolution: Duration,
     /// Instances in use at once; more calls wait up to the hook deadline.
     pub max_instances: u32,
+    /// How long a call that ran past its deadline quarantines the plugin
+    /// (its calls run on the low-priority lane); zero never does.
+    pub quarantine: Duration,
     /// The `[config]` table as JSON, given to `init`; with the values of
     /// [`files`](Self::files) once [`with_file_values`](Self::with_file_values)
     /// has put them in.
@@ -124,6 +133,7 @@ impl Default for PluginSettings {
             metric_series_limit: DEFAULT_METRIC_SERIES_LIMIT,
             clock_resolution: DEFAULT_CLOCK_RESOLUTION,
             max_instances: DEFAULT_MAX_INSTANCES,
+            quarantine: DEFAULT_QUARANTINE,
             config_json: "{}".into(),
             files: Vec::new(),
         }
@@ -187,6 +197,16 @@ impl PluginSettings {
         if !(1..=pool).contains(&max_instances) {
             return Err(invalid("max_instances", format!("must be 1 to {pool}")));
         }
+        let quarantine = match file.quarantine_ms {
+            Some(ms @ 0..=MAX_QUARANTINE_MS) => Duration::from_millis(ms),
+            Some(_) => {
+                return Err(invalid(
+                    "quarantine_ms",
+                    format!("must be 0 (off) to {MAX_QUARANTINE_MS}"),
+                ));
+            }
+            None => defaults.quarantine,
+        };
         let config_json = match file.config {
             Some(table) => serde_json::to_string(&table)
                 .map_err(|e| invalid("config", format!("cannot be encoded as JSON: {e}")))?,
@@ -206,6 +226,7 @@ impl PluginSettings {
             metric_series_limit,
             clock_resolution,
             max_instances,
+            quarantine,
             config_json,
             files,
         })
@@ -292,6 +313,9 @@ mod tests {
         );
         assert_eq!(defaults.log_rate_per_second, DEFAULT_LOG_RATE_PER_SECOND);
         assert_eq!(defaults.clock_resolution, Duration::from_millis(1));
+        assert_eq!(defaults.quarantine, DEFAULT_QUARANTINE);
+        let off = PluginSettings::parse(Path::new("x.toml"), "quarantine_ms = 0\n").unwrap();
+        assert_eq!(off.quarantine, Duration::ZERO);
         let set = PluginSettings::parse(
             Path::new("x.toml"),
             "trip_after = 3\ntrip_cooldown_ms = 250\nlog_rate_per_second = 5\nmetric_series_limit = 7\nclock_resolution_us = 1\n",
@@ -310,6 +334,7 @@ mod tests {
             ("max_instances = 0\n", "max_instances"),
             ("max_instances = 1001\n", "max_instances"),
             ("trip_after = -1\n", "trip_after"),
+            ("quarantine_ms = 86400001\n", "quarantine_ms"),
         ] {
             let error = PluginSettings::parse(Path::new("x.toml"), text)
                 .unwrap_err()

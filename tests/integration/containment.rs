@@ -7,5 +7,6 @@ mod boundary;
 mod breaker;
 mod client_limits;
 mod hostile;
+mod quarantine;
 mod sandbox;
 mod traffic;

@@ -28,7 +28,9 @@ use crate::shared_state::SharedState;
 
 /// A plugin loaded for replay, with its own metrics registry and state.
 pub struct Replayer {
-    plugin: PluginVersion,
+    // In an `Arc` as in a chain: a quarantined plugin's calls are moved to
+    // another thread.
+    plugin: Arc<PluginVersion>,
     metrics: Arc<Metrics>,
     capture: Option<LogCapture>,
     /// Facts about loading it.
@@ -391,7 +393,7 @@ impl Replayer {
             instances,
         };
         Ok(Self {
-            plugin,
+            plugin: Arc::new(plugin),
             metrics,
             capture,
             loaded,

@@ -7,10 +7,12 @@ pub mod clock;
 pub mod engine;
 pub mod exchange;
 pub mod host_impl;
+pub mod lane;
 pub mod loader;
 pub mod log_budget;
 pub mod output;
 pub mod plugin;
+pub mod quarantine;
 pub mod state;
 pub mod yielder;
 
@@ -23,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::records::Records;
 use crate::shared_state::SharedState;
 use engine::{Allocator, EpochTicker, PoolSize};
+use lane::Lane;
 use state::HostState;
 
 /// The engine, linker and services that every plugin version shares.
@@ -39,6 +42,8 @@ pub struct Runtime {
     pub shared: Arc<SharedState>,
     /// The records pipeline behind the `records` import.
     pub records: Arc<Records>,
+    /// Where the calls of quarantined plugins run.
+    pub lane: Lane,
     _ticker: EpochTicker,
 }
 
@@ -66,6 +71,7 @@ impl Runtime {
         })?;
         let linker = engine::build_linker(&engine)?;
         let ticker = EpochTicker::start(&engine);
+        let lane = Lane::start()?;
         Ok(Self {
             engine,
             linker,
@@ -73,6 +79,7 @@ impl Runtime {
             metrics,
             shared,
             records,
+            lane,
             _ticker: ticker,
         })
     }

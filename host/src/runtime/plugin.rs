@@ -2,9 +2,11 @@
 //! (linked and type-checked once), its pool of idle instances, and the hook
 //! calls that move the request head in and out of a store.
 
+use std::borrow::Borrow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -19,6 +21,8 @@ use super::breaker::{Admission, Breaker, BreakerState};
 use super::exchange::{
     MAX_HEADERS, RequestHandle, RequestHead, ResponseHandle, ResponseHead, parse_header,
 };
+use super::lane::Lane;
+use super::quarantine::{Placement, Quarantine};
 use super::state::{HostState, PluginServices};
 use super::yielder::YieldToBack;
 use crate::metrics::HookMetrics;
@@ -41,6 +45,11 @@ const FIRST_YIELD_TICKS: u64 = 2;
 /// How many hook deadlines `init` gets: it may parse keys or compile
 /// patterns.
 pub const INIT_DEADLINE_FACTOR: u32 = 10;
+/// Calls of one quarantined plugin that may be under way at once, on a
+/// worker or on the quarantine lane; more fail at once with kind
+/// `unavailable`, so a flood of requests to a quarantined plugin cannot
+/// pile up work on the lane.
+pub const LANE_CALLS_PER_PLUGIN: usize = 16;
 
 /// The hooks after `init`, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +169,14 @@ pub enum HookFailure {
     Tripped(Duration),
 }
 
+/// The plugin is quarantined and as many of its calls as the lane takes
+/// are under way.
+fn lane_full() -> HookFailure {
+    HookFailure::Unavailable(format!(
+        "quarantined, and {LANE_CALLS_PER_PLUGIN} of its calls are already under way"
+    ))
+}
+
 impl HookFailure {
     /// Short label for metrics.
     pub fn kind(&self) -> &'static str {
@@ -245,6 +262,13 @@ pub struct PluginVersion {
     pub last_failure: Mutex<Option<String>>,
     /// Trips the plugin out of the chain after consecutive failures.
     pub breaker: Breaker,
+    /// After a timeout, moves the plugin's long calls to the quarantine
+    /// lane for a while.
+    pub quarantine: Quarantine,
+    lane: Lane,
+    /// One permit per call under way while quarantined, up to
+    /// [`LANE_CALLS_PER_PLUGIN`].
+    lane_slots: Arc<tokio::sync::Semaphore>,
     /// One permit per instance in use, up to `max_instances`.
     in_use: tokio::sync::Semaphore,
     engine: Engine,
@@ -340,12 +364,42 @@ fn decide(result: Result<Action, String>) -> Result<HookOutcome, HookFailure> {
     }
 }
 
-/// The arguments of one hook call.
-enum HookCall<'a> {
+/// The arguments of one hook call; `X` is the exchange, borrowed for a
+/// call on the workers and owned for one that may move to the quarantine
+/// lane.
+enum HookCall<X> {
     Request,
     Response,
-    Log(&'a Exchange),
+    Log(X),
 }
+
+impl<X: Borrow<Exchange>> HookCall<X> {
+    fn hook(&self) -> Hook {
+        match self {
+            HookCall::Request => Hook::OnRequest,
+            HookCall::Response => Hook::OnResponse,
+            HookCall::Log(_) => Hook::OnLog,
+        }
+    }
+
+    /// The same call, owning its exchange (cloned: it is a few numbers and
+    /// short strings; the heads move, they are never copied).
+    fn into_owned(self) -> HookCall<Exchange> {
+        match self {
+            HookCall::Request => HookCall::Request,
+            HookCall::Response => HookCall::Response,
+            HookCall::Log(exchange) => HookCall::Log(exchange.borrow().clone()),
+        }
+    }
+}
+
+/// What one hook call gives back: the heads, moved out of the store again,
+/// and the result.
+type Returned = (
+    RequestHead,
+    Option<ResponseHead>,
+    Result<HookReturn, HookFailure>,
+);
 
 /// What a hook call returned, before the host judges it.
 enum HookReturn {
@@ -377,6 +431,7 @@ impl PluginVersion {
             runtime.records.clone(),
         ));
         let breaker = Breaker::new(settings.trip_after, settings.trip_cooldown);
+        let quarantine = Quarantine::new(settings.quarantine);
         let in_use = tokio::sync::Semaphore::new(settings.max_instances as usize);
         let mut version = Self {
             name: name.into(),
@@ -388,6 +443,9 @@ impl PluginVersion {
             failures: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             breaker,
+            quarantine,
+            lane: runtime.lane.clone(),
+            lane_slots: Arc::new(tokio::sync::Semaphore::new(LANE_CALLS_PER_PLUGIN)),
             in_use,
             engine: runtime.engine.clone(),
             pre,
@@ -409,11 +467,15 @@ impl PluginVersion {
         store.limiter(|state| &mut state.limits);
         // At every epoch tick the guest yields its thread (so a busy plugin
         // cannot starve other requests; see `yielder`) and traps once past
-        // its deadline.
+        // its deadline. A call of a quarantined plugin is also told to move
+        // to the quarantine lane when it yields.
         store.epoch_deadline_callback(|context| {
             if Instant::now() >= context.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
+                if let Some(moving) = &context.data().move_to_lane {
+                    moving.store(true, Ordering::Relaxed);
+                }
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(YieldToBack::default()),
@@ -477,29 +539,106 @@ impl PluginVersion {
         }
     }
 
-    /// Runs one hook with the heads moved into a store, and moves them back.
-    /// A failed instance is dropped rather than reused.
+    /// Runs one hook with the heads moved into a store, and moves them back:
+    /// on the proxy's workers, and while the plugin is quarantined, its long
+    /// calls on the quarantine lane.
     async fn call(
-        &self,
-        call: HookCall<'_>,
+        self: &Arc<Self>,
+        call: HookCall<&Exchange>,
         request: RequestHead,
         response: Option<ResponseHead>,
-    ) -> (
-        RequestHead,
-        Option<ResponseHead>,
-        Result<HookReturn, HookFailure>,
-    ) {
-        let hook = match call {
-            HookCall::Request => Hook::OnRequest,
-            HookCall::Response => Hook::OnResponse,
-            HookCall::Log(_) => Hook::OnLog,
-        };
+    ) -> Returned {
+        let hook = call.hook();
         if let Admission::Tripped(remaining) = self.breaker.admit() {
             if let Some(metrics) = self.hook_metrics(hook) {
                 metrics.tripped();
             }
             return (request, response, Err(HookFailure::Tripped(remaining)));
         }
+        match self.quarantine.admit() {
+            Placement::Workers => {}
+            Placement::Released => {
+                self.services.metrics.plugin_released(&self.name);
+                tracing::info!(
+                    plugin = &*self.name,
+                    "plugin left quarantine: no timeout for a whole cool-down; its calls run on the workers again"
+                );
+            }
+            Placement::Lane => return self.call_quarantined(call, request, response).await,
+        }
+        self.run(call, request, response, None).await
+    }
+
+    /// Runs a call of a quarantined plugin: here while it is quick, and
+    /// on the quarantine lane from its first epoch tick on (after at least
+    /// one whole tick of running), so that a plugin that spins holds a
+    /// worker for a tick rather than to its deadline, while its calls that
+    /// finish within a tick (most of them, for most plugins) cost nothing
+    /// more. A call that has moved keeps its deadline, so its request
+    /// still gets its answer in time.
+    async fn call_quarantined(
+        self: &Arc<Self>,
+        call: HookCall<&Exchange>,
+        request: RequestHead,
+        response: Option<ResponseHead>,
+    ) -> Returned {
+        let hook = call.hook();
+        // The slot is taken before the call starts: once the guest runs,
+        // the request head is in its store and the call cannot be refused.
+        let Ok(slot) = self.lane_slots.clone().try_acquire_owned() else {
+            let failure = lane_full();
+            self.record_failure(hook, &failure);
+            return (request, response, Err(failure));
+        };
+        let moving = Arc::new(AtomicBool::new(false));
+        let plugin = Arc::clone(self);
+        let call = call.into_owned();
+        let flag = moving.clone();
+        // Boxed, so that it can be moved to the lane between two polls;
+        // the guest's fiber resumes on whichever thread polls it, as it
+        // does when tokio moves a task between workers.
+        let mut run =
+            Box::pin(async move { plugin.run(call, request, response, Some(flag)).await });
+        let finished = std::future::poll_fn(|cx| match run.as_mut().poll(cx) {
+            Poll::Ready(returned) => Poll::Ready(Some(returned)),
+            Poll::Pending if moving.load(Ordering::Relaxed) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        if let Some(returned) = finished {
+            return returned;
+        }
+        if let Some(metrics) = self.hook_metrics(hook) {
+            metrics.quarantined();
+        }
+        // If the request goes away meanwhile, the call still runs to its
+        // end (its deadline at most) and gives its instance back.
+        let task = self.lane.spawn(async move {
+            let returned = run.await;
+            drop(slot);
+            returned
+        });
+        match task.await {
+            Ok(returned) => returned,
+            // The call panicked: the same as if it had panicked here.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Every plugin version holds a handle on the lane, which stops
+            // only once the last one is gone.
+            Err(error) => unreachable!("the quarantine lane stopped under a plugin: {error}"),
+        }
+    }
+
+    /// Runs one hook call where it is polled. `move_to_lane`, for a call of
+    /// a quarantined plugin, is set at the call's first epoch tick. A failed
+    /// instance is dropped rather than reused.
+    async fn run<X: Borrow<Exchange>>(
+        &self,
+        call: HookCall<X>,
+        request: RequestHead,
+        response: Option<ResponseHead>,
+        move_to_lane: Option<Arc<AtomicBool>>,
+    ) -> Returned {
+        let hook = call.hook();
         let started = Instant::now();
         // Wait for a free instance slot, but no longer than a call may take.
         let slot = tokio::time::timeout(self.settings.hook_timeout, self.in_use.acquire()).await;
@@ -523,6 +662,7 @@ impl PluginVersion {
         store.data_mut().response = response;
         let deadline = Instant::now() + self.settings.hook_timeout;
         store.data_mut().deadline = deadline;
+        store.data_mut().move_to_lane = move_to_lane;
         store.set_epoch_deadline(FIRST_YIELD_TICKS);
         let hooks = bindings.tandem_plugin_hooks();
         let request_handle = Resource::<RequestHandle>::new_borrow(0);
@@ -545,7 +685,7 @@ impl PluginVersion {
                         &mut *store,
                         request_handle,
                         Resource::<ResponseHandle>::new_borrow(0),
-                        exchange,
+                        exchange.borrow(),
                     )
                     .await
                     .map(|()| HookReturn::Logged),
@@ -592,6 +732,15 @@ impl PluginVersion {
         );
         let text = format!("{}: {failure}", hook.name());
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+        if matches!(failure, HookFailure::Timeout(_)) && self.quarantine.timed_out() {
+            self.services.metrics.plugin_quarantined(&self.name);
+            tracing::warn!(
+                plugin = &*self.name,
+                hook = hook.name(),
+                cooldown = ?self.quarantine.cooldown(),
+                "plugin quarantined after running past its deadline: its calls that run for a whole tick move to the low-priority lane until a cool-down passes without a timeout"
+            );
+        }
         if self.breaker.failed(hook.index()) {
             self.services.metrics.plugin_tripped(&self.name);
             tracing::error!(
@@ -631,7 +780,7 @@ impl PluginVersion {
 
     /// Calls `on-request`.
     pub async fn on_request(
-        &self,
+        self: &Arc<Self>,
         request: RequestHead,
     ) -> (RequestHead, Result<HookOutcome, HookFailure>) {
         let (request, _, returned) = self.call(HookCall::Request, request, None).await;
@@ -640,7 +789,7 @@ impl PluginVersion {
 
     /// Calls `on-response`.
     pub async fn on_response(
-        &self,
+        self: &Arc<Self>,
         request: RequestHead,
         response: ResponseHead,
     ) -> (RequestHead, ResponseHead, Result<HookOutcome, HookFailure>) {
@@ -652,7 +801,7 @@ impl PluginVersion {
 
     /// Calls `on-log`.
     pub async fn on_log(
-        &self,
+        self: &Arc<Self>,
         request: RequestHead,
         response: ResponseHead,
         exchange: &Exchange,
@@ -711,11 +860,14 @@ impl PluginVersion {
         judged.inspect_err(|failure| self.record_failure(hook, failure))
     }
 
-    /// `serving` or `tripped`, for `/plugins`.
+    /// `serving`, `quarantined` or `tripped`, for `/plugins`. A tripped
+    /// plugin is not called at all, which says more than where its calls
+    /// would run.
     pub fn state_name(&self) -> &'static str {
         match self.breaker.state() {
-            BreakerState::Serving => "serving",
             BreakerState::Tripped { .. } => "tripped",
+            BreakerState::Serving if self.quarantine.remaining().is_some() => "quarantined",
+            BreakerState::Serving => "serving",
         }
     }
 

@@ -145,6 +145,9 @@ pub struct HostState {
     pub limits: PluginLimiter,
     /// When the current call must end; checked at every epoch tick.
     pub deadline: std::time::Instant,
+    /// Set at the first epoch tick of the current call, if the call is to
+    /// move to the quarantine lane once it has run that long.
+    pub move_to_lane: Option<Arc<std::sync::atomic::AtomicBool>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -176,6 +179,7 @@ impl HostState {
             wasi: deny_all_wasi(&services),
             services,
             deadline: std::time::Instant::now(),
+            move_to_lane: None,
             limits: PluginLimiter {
                 limits: StoreLimitsBuilder::new()
                     .memory_size(memory_bytes)

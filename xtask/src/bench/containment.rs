@@ -3,11 +3,14 @@
 //! latency within twice its normal value.
 //!
 //! Self-contained: builds the release `tandem` and the guest plugins,
-//! starts a small keep-alive upstream on 127.0.0.1, runs Tandem with the
-//! `hostile` fixture looping in `on-request` under `/loop/` (fail-open,
-//! 100 ms deadline), and measures `/normal` alone and while another client
-//! keeps hitting `/loop/`, in alternating rounds so that drift in the
-//! machine's load touches both alike. Prints figures; asserts nothing.
+//! starts a small keep-alive upstream on 127.0.0.1, runs two Tandems with
+//! the `hostile` fixture looping in `on-request` under `/loop/` (fail-open,
+//! 100 ms deadline, circuit breaker off so that it is the quarantine lane
+//! that is measured, not the breaker), one with quarantine off and one with
+//! the default quarantine, and measures `/normal` on each alone and while
+//! another client keeps hitting `/loop/`, in alternating rounds so that
+//! drift in the machine's load touches every phase alike. Prints figures;
+//! asserts nothing.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,7 +26,7 @@ use anyhow::{Context, bail};
 /// Connections measuring `/normal` at the same time.
 const NORMAL_CLIENTS: usize = 2;
 /// Alternating rounds of (alone, looping).
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Requests per measuring connection, round and phase.
 const REQUESTS_PER_CLIENT: usize = 5000;
 /// Requests per connection before measuring.
@@ -93,6 +96,7 @@ fn start_upstream() -> anyhow::Result<SocketAddr> {
 struct Tandem {
     child: Child,
     proxy: SocketAddr,
+    admin: SocketAddr,
     dir: PathBuf,
 }
 
@@ -104,8 +108,37 @@ impl Drop for Tandem {
     }
 }
 
-fn start_tandem(root: &Path, upstream: SocketAddr) -> anyhow::Result<Tandem> {
-    let dir = std::env::temp_dir().join(format!("tandem-bench-containment-{}", std::process::id()));
+/// The two set-ups compared: quarantine off, and the default.
+#[derive(Clone, Copy)]
+enum Setup {
+    QuarantineOff,
+    Default,
+}
+
+impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Setup::QuarantineOff => "quarantine off",
+            Setup::Default => "quarantine on (default)",
+        }
+    }
+
+    /// Extra `NAME.toml` lines. `trip_after = 0` (the default, spelled out)
+    /// keeps the breaker from ever taking the plugin out of the chain.
+    fn settings(self) -> &'static str {
+        match self {
+            Setup::QuarantineOff => "trip_after = 0\nquarantine_ms = 0\n",
+            Setup::Default => "trip_after = 0\n",
+        }
+    }
+}
+
+fn start_tandem(root: &Path, upstream: SocketAddr, setup: Setup) -> anyhow::Result<Tandem> {
+    let dir = std::env::temp_dir().join(format!(
+        "tandem-bench-containment-{}-{}",
+        std::process::id(),
+        setup as u8
+    ));
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins)?;
     std::fs::copy(
@@ -116,8 +149,9 @@ fn start_tandem(root: &Path, upstream: SocketAddr) -> anyhow::Result<Tandem> {
     std::fs::write(
         plugins.join("looper.toml"),
         format!(
-            "failure = \"open\"\nhook_timeout_ms = {HOOK_TIMEOUT_MS}\n\
-             [config]\nmisbehave = \"loop\"\nhook = \"on-request\"\nprefix = \"/loop/\"\n"
+            "failure = \"open\"\nhook_timeout_ms = {HOOK_TIMEOUT_MS}\n{}\
+             [config]\nmisbehave = \"loop\"\nhook = \"on-request\"\nprefix = \"/loop/\"\n",
+            setup.settings()
         ),
     )?;
     std::fs::write(
@@ -139,12 +173,47 @@ fn start_tandem(root: &Path, upstream: SocketAddr) -> anyhow::Result<Tandem> {
     let stdout = child.stdout.take().context("tandem's stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let proxy = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("proxy="))
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no proxy address in {line:?}"))?;
-    Ok(Tandem { child, proxy, dir })
+    let address = |key: &str| -> anyhow::Result<SocketAddr> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {key} address in {line:?}"))
+    };
+    Ok(Tandem {
+        proxy: address("proxy=")?,
+        admin: address("admin=")?,
+        child,
+        dir,
+    })
+}
+
+/// The body of a GET on a new connection.
+fn get_body(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (_, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no body in the answer to {path}"))?;
+    Ok(body.to_owned())
+}
+
+/// What `/plugins` says of the looping plugin: its state, quarantines and
+/// circuit-breaker trips.
+fn looper_summary(admin: SocketAddr) -> anyhow::Result<String> {
+    let plugins: serde_json::Value = serde_json::from_str(&get_body(admin, "/plugins")?)?;
+    let looper = plugins["plugins"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "looper"))
+        .context("no looper in /plugins")?;
+    Ok(format!(
+        "looper state {}, quarantines {}, breaker trips {}",
+        looper["state"], looper["quarantines"], looper["trips"]
+    ))
 }
 
 /// One keep-alive client connection.
@@ -276,6 +345,57 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// Latencies of one set-up, alone and with the plugin looping.
+struct Phases {
+    setup: Setup,
+    tandem: Tandem,
+    alone: Vec<Duration>,
+    looping: Vec<Duration>,
+    looped: Arc<AtomicU64>,
+    looping_time: Duration,
+}
+
+impl Phases {
+    fn round(&mut self) -> anyhow::Result<()> {
+        self.alone.extend(measure(self.tandem.proxy)?);
+        let looping = Looping::start(self.tandem.proxy, &self.looped);
+        let started = Instant::now();
+        self.looping.extend(measure(self.tandem.proxy)?);
+        self.looping_time += started.elapsed();
+        looping.stop()
+    }
+
+    fn print(&mut self) -> anyhow::Result<()> {
+        self.alone.sort();
+        self.looping.sort();
+        let (alone50, alone99) = (percentile(&self.alone, 0.5), percentile(&self.alone, 0.99));
+        let (loop50, loop99) = (
+            percentile(&self.looping, 0.5),
+            percentile(&self.looping, 0.99),
+        );
+        println!("  {}:", self.setup.name());
+        println!(
+            "    alone              p50 {:7.3} ms   p99 {:7.3} ms",
+            ms(alone50),
+            ms(alone99)
+        );
+        println!(
+            "    plugin looping     p50 {:7.3} ms   p99 {:7.3} ms   ({} looping requests in {:.1} s)",
+            ms(loop50),
+            ms(loop99),
+            self.looped.load(Ordering::Relaxed),
+            self.looping_time.as_secs_f64()
+        );
+        let ratio = loop99.as_secs_f64() / alone99.as_secs_f64().max(1e-9);
+        println!(
+            "    p99 ratio {ratio:.2} (target: at most 2.00) {}; {}",
+            if ratio <= 2.0 { "ok" } else { "OVER" },
+            looper_summary(self.tandem.admin)?
+        );
+        Ok(())
+    }
+}
+
 /// Runs the benchmark and prints its figures.
 pub fn run() -> anyhow::Result<()> {
     let root = repo_root();
@@ -283,44 +403,36 @@ pub fn run() -> anyhow::Result<()> {
     cargo_build(&root, &["--package", "tandem", "--bin", "tandem"])?;
     cargo_build(&root.join("plugins"), &[])?;
     let upstream = start_upstream()?;
-    let tandem = start_tandem(&root, upstream)?;
-
-    let looped = Arc::new(AtomicU64::new(0));
-    let (mut baseline, mut under_loop) = (Vec::new(), Vec::new());
-    let mut looping_time = Duration::ZERO;
+    let mut setups = [Setup::QuarantineOff, Setup::Default]
+        .into_iter()
+        .map(|setup| {
+            Ok(Phases {
+                setup,
+                tandem: start_tandem(&root, upstream, setup)?,
+                alone: Vec::new(),
+                looping: Vec::new(),
+                looped: Arc::new(AtomicU64::new(0)),
+                looping_time: Duration::ZERO,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     for _ in 0..ROUNDS {
-        baseline.extend(measure(tandem.proxy)?);
-        let looping = Looping::start(tandem.proxy, &looped);
-        let started = Instant::now();
-        under_loop.extend(measure(tandem.proxy)?);
-        looping_time += started.elapsed();
-        looping.stop()?;
+        for phases in &mut setups {
+            phases.round()?;
+        }
     }
-    baseline.sort();
-    under_loop.sort();
-
-    let (p50, p99) = (percentile(&baseline, 0.5), percentile(&baseline, 0.99));
-    let (q50, q99) = (percentile(&under_loop, 0.5), percentile(&under_loop, 0.99));
     println!(
-        "containment: /normal over {NORMAL_CLIENTS} keep-alive connections, {} requests per phase in {ROUNDS} alternating rounds",
-        baseline.len()
+        "containment: /normal over {NORMAL_CLIENTS} keep-alive connections, {} requests per phase in {ROUNDS} alternating rounds,",
+        setups[0].alone.len()
     );
     println!(
-        "  alone                 p50 {:7.3} ms   p99 {:7.3} ms",
-        ms(p50),
-        ms(p99)
+        "  while {LOOPING_CLIENTS} client keeps calling a plugin that loops until its {HOOK_TIMEOUT_MS} ms deadline (fail-open);"
     );
     println!(
-        "  plugin looping        p50 {:7.3} ms   p99 {:7.3} ms   ({} looping requests in {:.1} s, each stopped at {HOOK_TIMEOUT_MS} ms)",
-        ms(q50),
-        ms(q99),
-        looped.load(Ordering::Relaxed),
-        looping_time.as_secs_f64()
+        "  circuit breaker off (trip_after = 0, the default), so the quarantine lane is what is measured"
     );
-    let ratio = q99.as_secs_f64() / p99.as_secs_f64().max(1e-9);
-    println!(
-        "  p99 ratio {ratio:.2} (target: at most 2.00) {}",
-        if ratio <= 2.0 { "ok" } else { "OVER" }
-    );
+    for phases in &mut setups {
+        phases.print()?;
+    }
     Ok(())
 }

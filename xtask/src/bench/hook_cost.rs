@@ -46,6 +46,7 @@ async fn mean_call(dir: &Path, name: &str, calls: u32) -> anyhow::Result<Duratio
     let runtime = Runtime::new(metrics, Arc::new(SharedState::default()), records)?;
     let plugin = load_plugin(&runtime, name, &dir.join(format!("{name}.wasm")))
         .await
+        .map(Arc::new)
         .map_err(|e| anyhow::anyhow!(e))?;
     let mut head = request();
     // Warm up caches and the instance pool.

@@ -7,6 +7,7 @@
 //! never pass/fail: these machines are shared and noisy, so compare the
 //! ratios of one run.
 
+mod containment;
 mod cpu;
 mod hook_cost;
 mod load;
@@ -53,6 +54,8 @@ enum Part {
     Languages,
     /// access-log, metrics, auth and rate-limit: each alone, all four, none.
     Plugins,
+    /// p99 of other requests while one plugin loops on every call.
+    Containment,
 }
 
 /// Runs `cargo xtask bench`.
@@ -100,6 +103,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if wanted(Part::Plugins) {
         plugins::run(&runtime, shape)?;
+        println!();
+    }
+    if wanted(Part::Containment) {
+        containment::run()?;
         println!();
     }
     Ok(())
