@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use tokio::sync::TryAcquireError;
 use wasmtime::component::{Component, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
@@ -640,9 +641,19 @@ impl PluginVersion {
     ) -> Returned {
         let hook = call.hook();
         let started = Instant::now();
-        // Wait for a free instance slot, but no longer than a call may take.
-        let slot = tokio::time::timeout(self.settings.hook_timeout, self.in_use.acquire()).await;
-        let Ok(Ok(_slot)) = slot else {
+        let slot = match self.in_use.try_acquire() {
+            Ok(permit) => Some(permit),
+            // All instances busy: wait, but no longer than a call may take.
+            // (Only here, so the common call sets no timer.)
+            Err(TryAcquireError::NoPermits) => {
+                tokio::time::timeout(self.settings.hook_timeout, self.in_use.acquire())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(TryAcquireError::Closed) => None,
+        };
+        let Some(_slot) = slot else {
             let failure = HookFailure::Unavailable(format!(
                 "all {} instances busy for {:?}",
                 self.settings.max_instances, self.settings.hook_timeout
@@ -694,7 +705,17 @@ impl PluginVersion {
         // Guest code is interrupted at the deadline by the epoch callback;
         // this backstop abandons a call blocked in a host call instead.
         let backstop = tokio::time::Instant::from_std(deadline + BLOCKED_CALL_GRACE);
-        let result = tokio::time::timeout_at(backstop, run).await;
+        let result = {
+            let mut run = std::pin::pin!(run);
+            // Most calls end within their first poll; only one that yields
+            // (at an epoch tick, or in a host call that waits) needs the
+            // timer.
+            let first_poll = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
+            match first_poll {
+                Poll::Ready(result) => Ok(result),
+                Poll::Pending => tokio::time::timeout_at(backstop, run).await,
+            }
+        };
         let request = store
             .data_mut()
             .request
