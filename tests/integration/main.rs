@@ -13,4 +13,5 @@ mod metrics_plugin;
 mod polyglot;
 mod proxy;
 mod rate_limit;
+mod replay;
 mod support;

@@ -193,6 +193,16 @@ impl Records {
         }
     }
 
+    /// Takes every queued record out of the buffer, oldest first, as the
+    /// sink would get them. For `tandem replay`, which never starts the
+    /// writer: it shows what a plugin emitted instead of writing it.
+    pub fn take_queued(&self) -> Vec<String> {
+        let taken = self.buffer.take(usize::MAX);
+        self.buffer.release(taken.len());
+        self.metrics.released(taken.len());
+        taken
+    }
+
     /// Records held: queued or being written.
     pub fn held(&self) -> usize {
         self.buffer.held()
@@ -312,6 +322,19 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn taking_queued_records_frees_the_buffer() {
+        let records = records(2);
+        records.emit(Source::Plugin, "{\"a\":1}".into()).unwrap();
+        records.emit(Source::Plugin, "{}".into()).unwrap();
+        assert_eq!(records.take_queued(), ["{\"a\":1}", "{}"]);
+        assert_eq!(records.held(), 0);
+        records.emit(Source::Plugin, "{}".into()).unwrap();
+        records.emit(Source::Plugin, "{}".into()).unwrap();
+        assert_eq!(records.take_queued().len(), 2);
+        assert!(records.take_queued().is_empty());
     }
 
     #[tokio::test]

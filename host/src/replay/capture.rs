@@ -1,10 +1,14 @@
-//! What a plugin logged and counted during one hook call.
+//! What a plugin logged, counted and emitted during one hook call.
 //!
 //! Logs: the host writes plugin log records as `tracing` events with target
 //! `plugin`; replay installs [`LogCapture`] as a layer and drains it after
 //! each call. Metrics: the values of the plugin-defined series before and
 //! after each call, read from the replay's own registry, give the change.
-//! Neither needs anything from the runtime beyond what it already does.
+//! Records (`records.emit`): replay never starts the record writer, so what
+//! a call emitted waits in the replay's own record buffer and is taken from
+//! there after the call; what the pipeline refused shows as a change of
+//! `tandem_records_dropped_total`. None of them needs anything from the
+//! runtime beyond what it already does.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +23,14 @@ use crate::metrics::Metrics;
 
 /// The `tracing` target of plugin log records (see `runtime::host_impl`).
 pub const PLUGIN_TARGET: &str = "plugin";
+
+/// Longest emitted record shown, in bytes: as long as the longest line kept
+/// from a plugin's stdout or stderr. The record itself may be longer (up to
+/// `[records] max_record_bytes`); the rest is cut from the report.
+pub const MAX_RECORD_SHOWN_BYTES: usize = crate::runtime::output::MAX_LINE_BYTES;
+
+/// The host series that counts refused records, by reason.
+const RECORDS_DROPPED: &str = "tandem_records_dropped_total{reason=\"";
 
 /// One record a plugin wrote through the `log` import.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -94,6 +106,77 @@ pub struct MetricChange {
     pub after: f64,
 }
 
+/// One record a plugin emitted, for the report: compact JSON, cut to
+/// [`MAX_RECORD_SHOWN_BYTES`] with the full length said at the end.
+pub fn shown_record(record: &str) -> String {
+    let compact = compact_json(record);
+    if compact.len() <= MAX_RECORD_SHOWN_BYTES {
+        return compact;
+    }
+    let end = compact.floor_char_boundary(MAX_RECORD_SHOWN_BYTES);
+    format!("{}… (cut, {} bytes)", &compact[..end], compact.len())
+}
+
+/// `json` without whitespace between tokens, keys in the order the plugin
+/// wrote them (parsing into a map would sort them). The pipeline has
+/// checked that the record is one JSON object, so whitespace outside
+/// strings is only ever between tokens.
+fn compact_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c.is_ascii_whitespace() {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Refused records so far, by reason (`invalid`, `too_large`, ...), from
+/// the replay's own registry.
+pub fn records_dropped(metrics: &Metrics) -> BTreeMap<String, f64> {
+    metrics
+        .render()
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(RECORDS_DROPPED)?;
+            let (reason, value) = rest.split_once("\"} ")?;
+            Some((reason.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Records a call emitted that the pipeline refused, for one reason.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecordDrop {
+    /// `invalid`, `too_large`, `buffer_full` or `shutdown`, as in
+    /// `tandem_records_dropped_total`.
+    pub reason: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// The refusals between two readings of [`records_dropped`].
+pub fn drops(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<RecordDrop> {
+    changes(before, after)
+        .into_iter()
+        .map(|change| RecordDrop {
+            reason: change.series,
+            count: (change.after - change.before) as u64,
+        })
+        .collect()
+}
+
 /// The values of every plugin-defined series: Prometheus text without the
 /// comments and the host's own `tandem_*` series. Histograms show as their
 /// `_sum` and `_count` series (buckets are left out to keep reports short).
@@ -166,6 +249,42 @@ mod tests {
                 series: "hits_total{k=\"b\"}".into(),
                 before: 0.0,
                 after: 2.0
+            }]
+        );
+    }
+
+    #[test]
+    fn records_show_compact_and_bounded() {
+        assert_eq!(
+            shown_record("{ \"a\" : [1, 2],\t\"b c\": \"x \\\" y\" }"),
+            "{\"a\":[1,2],\"b c\":\"x \\\" y\"}"
+        );
+        assert_eq!(shown_record("{\"z\":1,\"a\":2}"), "{\"z\":1,\"a\":2}");
+        let long = format!("{{\"k\":\"{}\"}}", "é".repeat(MAX_RECORD_SHOWN_BYTES));
+        let shown = shown_record(&long);
+        let (kept, note) = shown.split_once('…').unwrap();
+        assert!(kept.len() <= MAX_RECORD_SHOWN_BYTES && kept.len() > MAX_RECORD_SHOWN_BYTES - 4);
+        assert_eq!(note, format!(" (cut, {} bytes)", long.len()));
+    }
+
+    #[test]
+    fn refused_records_are_counted_by_reason() {
+        let metrics = Metrics::new();
+        let records = crate::records::Records::new(
+            &crate::records::config::RecordsConfig::default(),
+            &metrics,
+        )
+        .unwrap();
+        let source = crate::records::metrics::Source::Plugin;
+        let before = records_dropped(&metrics);
+        records.emit(source, "{}".into()).unwrap();
+        assert!(records.emit(source, "[1]".into()).is_err());
+        assert!(records.emit(source, "nope".into()).is_err());
+        assert_eq!(
+            drops(&before, &records_dropped(&metrics)),
+            vec![RecordDrop {
+                reason: "invalid".into(),
+                count: 2
             }]
         );
     }

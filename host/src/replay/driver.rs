@@ -3,6 +3,7 @@
 //! plugin's) response, then `on-log`, with the same failure policy, reply
 //! checks and instance pool as `tandem run`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,12 +12,13 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use serde::Serialize;
 
-use super::capture::{self, LogCapture, LogRecord, MetricChange};
+use super::capture::{self, LogCapture, LogRecord, MetricChange, RecordDrop};
 use super::record::Record;
 use crate::metrics::Metrics;
 use crate::plugin_settings::{FailurePolicy, PluginSettings};
 use crate::proxy::errors::ProxyError;
 use crate::proxy::headers;
+use crate::records::Records;
 use crate::runtime::Runtime;
 use crate::runtime::bindings::Exchange;
 use crate::runtime::exchange::{RequestHead, ResponseHead};
@@ -32,6 +34,9 @@ pub struct Replayer {
     // another thread.
     plugin: Arc<PluginVersion>,
     metrics: Arc<Metrics>,
+    /// The replay's record pipeline, never started: emitted records wait
+    /// here until the report takes them.
+    records: Arc<Records>,
     capture: Option<LogCapture>,
     /// Facts about loading it.
     pub loaded: Loaded,
@@ -120,6 +125,26 @@ pub struct HookReport {
     pub logs: Vec<LogRecord>,
     /// What it counted.
     pub metrics: Vec<MetricChange>,
+    /// The records it emitted (`records.emit`), each as compact JSON, cut
+    /// to [`capture::MAX_RECORD_SHOWN_BYTES`].
+    pub records: Vec<String>,
+    /// Records it emitted that the pipeline refused, by reason.
+    pub records_dropped: Vec<RecordDrop>,
+}
+
+/// What one hook call did besides its result.
+#[derive(Default)]
+struct Observed {
+    logs: Vec<LogRecord>,
+    metrics: Vec<MetricChange>,
+    records: Vec<String>,
+    records_dropped: Vec<RecordDrop>,
+}
+
+/// The readings taken before a call, to compare with after it.
+struct Readings {
+    series: BTreeMap<String, f64>,
+    dropped: BTreeMap<String, f64>,
 }
 
 /// One replayed exchange.
@@ -332,8 +357,8 @@ pub fn default_name(wasm: &Path) -> Result<String, String> {
 
 impl Replayer {
     /// Compiles and initialises the plugin with its own runtime, metrics and
-    /// shared state. With `capture`, reports include what each call logged
-    /// and counted.
+    /// shared state. With `capture`, reports include what each call logged,
+    /// counted and emitted.
     pub async fn load(
         wasm: &Path,
         name: &str,
@@ -341,8 +366,8 @@ impl Replayer {
         capture: Option<LogCapture>,
     ) -> Result<Self, String> {
         let metrics = Arc::new(Metrics::new());
-        // Records a plugin emits stay in the (never started) buffer: replay
-        // reports hooks, logs and metrics, not the record sink.
+        // Records a plugin emits stay in the (never started) buffer, from
+        // where each report takes those of its calls.
         let records = Arc::new(
             crate::records::Records::new(
                 &crate::records::config::RecordsConfig::default(),
@@ -350,8 +375,12 @@ impl Replayer {
             )
             .map_err(|e| format!("{e:#}"))?,
         );
-        let runtime = Runtime::new(metrics.clone(), Arc::new(SharedState::default()), records)
-            .map_err(|e| format!("{e:#}"))?;
+        let runtime = Runtime::new(
+            metrics.clone(),
+            Arc::new(SharedState::default()),
+            records.clone(),
+        )
+        .map_err(|e| format!("{e:#}"))?;
         let bytes =
             std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
         let size_bytes = bytes.len() as u64;
@@ -381,6 +410,8 @@ impl Replayer {
             // Whatever init logged is not part of the first request.
             capture.drain();
         }
+        // Nor what it emitted.
+        records.take_queued();
         let loaded = Loaded {
             name: name.to_owned(),
             file: wasm.to_owned(),
@@ -395,6 +426,7 @@ impl Replayer {
         Ok(Self {
             plugin: Arc::new(plugin),
             metrics,
+            records,
             capture,
             loaded,
             _runtime: runtime,
@@ -406,28 +438,36 @@ impl Replayer {
         &self.plugin
     }
 
-    fn observe_start(&self, observe: bool) -> Option<std::collections::BTreeMap<String, f64>> {
+    fn observe_start(&self, observe: bool) -> Option<Readings> {
         let capture = self.capture.as_ref().filter(|_| observe)?;
         capture.drain();
-        Some(capture::plugin_series(&self.metrics))
+        Some(Readings {
+            series: capture::plugin_series(&self.metrics),
+            dropped: capture::records_dropped(&self.metrics),
+        })
     }
 
-    fn observe_end(
-        &self,
-        before: Option<std::collections::BTreeMap<String, f64>>,
-    ) -> (Vec<LogRecord>, Vec<MetricChange>) {
+    fn observe_end(&self, before: Option<Readings>) -> Observed {
+        // Taken even when not observing, so that a long `--repeat` cannot
+        // fill the buffer and change what `records.emit` returns.
+        let records = self.records.take_queued();
         match (&self.capture, before) {
-            (Some(capture), Some(before)) => (
-                capture.drain(),
-                capture::changes(&before, &capture::plugin_series(&self.metrics)),
-            ),
-            _ => (Vec::new(), Vec::new()),
+            (Some(capture), Some(before)) => Observed {
+                logs: capture.drain(),
+                metrics: capture::changes(&before.series, &capture::plugin_series(&self.metrics)),
+                records: records.iter().map(|r| capture::shown_record(r)).collect(),
+                records_dropped: capture::drops(
+                    &before.dropped,
+                    &capture::records_dropped(&self.metrics),
+                ),
+            },
+            _ => Observed::default(),
         }
     }
 
     /// Runs one recorded exchange through the plugin's hooks. With
     /// `observe` (and a capture given to [`Replayer::load`]), the report
-    /// says what each hook logged and counted; without, only the hooks'
+    /// says what each hook logged, counted and emitted; without, only the hooks'
     /// own cost is timed.
     pub async fn replay(
         &self,
@@ -451,7 +491,7 @@ impl Replayer {
             let (back, result) = plugin.on_request(head).await;
             let took = started.elapsed();
             head = back;
-            let (logs, metrics) = self.observe_end(observed);
+            let observed = self.observe_end(observed);
             let outcome = match result {
                 Ok(HookOutcome::Continue) => Outcome::Continued,
                 Ok(HookOutcome::Respond(reply)) => {
@@ -474,8 +514,10 @@ impl Replayer {
                 micros: micros(took),
                 outcome,
                 changes: request_changes(&before_view, &RequestView::of(&head)),
-                logs,
-                metrics,
+                logs: observed.logs,
+                metrics: observed.metrics,
+                records: observed.records,
+                records_dropped: observed.records_dropped,
             });
         }
 
@@ -496,7 +538,7 @@ impl Replayer {
             let took = started.elapsed();
             head = req_back;
             response = resp_back;
-            let (logs, metrics) = self.observe_end(observed);
+            let observed = self.observe_end(observed);
             let mut changes = request_changes(&before_view, &RequestView::of(&head));
             changes.extend(response_changes(&before_response, &response));
             let outcome = match result {
@@ -522,8 +564,10 @@ impl Replayer {
                 micros: micros(took),
                 outcome,
                 changes,
-                logs,
-                metrics,
+                logs: observed.logs,
+                metrics: observed.metrics,
+                records: observed.records,
+                records_dropped: observed.records_dropped,
             });
         }
         headers::remove_hop_by_hop(&mut response.parts.headers);
@@ -548,7 +592,7 @@ impl Replayer {
             let started = Instant::now();
             let (_, _, result) = plugin.on_log(head, response, &exchange).await;
             let took = started.elapsed();
-            let (logs, metrics) = self.observe_end(observed);
+            let observed = self.observe_end(observed);
             let outcome = match result {
                 Ok(()) => Outcome::Done,
                 // A failed on-log changes nothing for the client.
@@ -559,8 +603,10 @@ impl Replayer {
                 micros: micros(took),
                 outcome,
                 changes: Vec::new(),
-                logs,
-                metrics,
+                logs: observed.logs,
+                metrics: observed.metrics,
+                records: observed.records,
+                records_dropped: observed.records_dropped,
             });
         }
 

@@ -1,7 +1,7 @@
 //! `tandem replay`: runs one plugin's hooks over recorded exchanges without
 //! a proxy, and prints what it did to each: continued or answered (with
-//! what), which headers and properties it changed, what it logged and
-//! counted, and how long each hook took.
+//! what), which headers and properties it changed, what it logged, counted
+//! and emitted as records, and how long each hook took.
 //!
 //! The exchanges are JSON lines ([`record`]), written by hand or recorded
 //! from live traffic by `tandem run --record FILE` ([`recorder`]). The plugin runs as in `tandem

@@ -107,6 +107,20 @@ pub fn record(report: &RecordReport) -> String {
                 number(metric.after)
             ));
         }
+        for record in &hook.records {
+            detail(format!("record {record}"));
+        }
+        for drop in &hook.records_dropped {
+            detail(format!(
+                "record dropped ({}){}",
+                drop.reason,
+                if drop.count == 1 {
+                    String::new()
+                } else {
+                    format!(" x{}", drop.count)
+                }
+            ));
+        }
     }
     let upstream = if report.upstream_called {
         "upstream called"
