@@ -416,6 +416,89 @@ async fn a_failing_app_log_hook_follows_its_failure_policy() {
 }
 
 #[tokio::test]
+async fn a_trapping_app_log_hook_is_counted_and_trips_like_any_hook() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin(
+            "fails",
+            "app-log-fail",
+            "failure = \"closed\"\ntrip_after = 2\ntrip_cooldown_ms = 60000\n[config]\nmode = \"trap\"\n",
+        )
+        .spawn()
+        .await;
+    let body = sidecar_logger_body("info", "never written", None);
+    // Two traps trip it; the third record finds it tripped, uncalled.
+    for _ in 0..3 {
+        let reply = post_log(&tandem.admin_url("/logs"), body.clone()).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&reply.body).unwrap(),
+            json!({"result": "dropped", "by": "fails"}),
+            "closed: dropped"
+        );
+    }
+    for (sample, expected) in [
+        (
+            "tandem_plugin_failures_total{hook=\"on-app-log\",kind=\"trap\",plugin=\"fails\"}",
+            2.0,
+        ),
+        ("tandem_plugin_trips_total{plugin=\"fails\"}", 1.0),
+        (
+            "tandem_plugin_tripped_calls_total{hook=\"on-app-log\",plugin=\"fails\"}",
+            1.0,
+        ),
+        (
+            "tandem_records_dropped_total{reason=\"plugin_failure\"}",
+            3.0,
+        ),
+    ] {
+        assert_eq!(metric(&tandem, sample).await, Some(expected), "{sample}");
+    }
+    // The guest's panic message (its stderr) reaches the log.
+    let logged = eventually(WAIT, async || {
+        tandem.logs().contains("app-log-fail panics on purpose")
+    })
+    .await;
+    assert!(logged, "{}", tandem.logs());
+    assert!(tandem.stdout_lines().is_empty(), "nothing written");
+}
+
+#[tokio::test]
+async fn an_app_log_hook_blocked_in_a_host_call_is_stopped_at_its_deadline() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin(
+            "sleeps",
+            "app-log-fail",
+            "failure = \"open\"\nhook_timeout_ms = 100\n[config]\nmode = \"sleep\"\n",
+        )
+        .spawn()
+        .await;
+    // The plugin sleeps for an hour; the call is abandoned shortly after
+    // its deadline and `open` passes the record on.
+    let reply = tokio::time::timeout(
+        WAIT,
+        post_log(
+            &tandem.admin_url("/logs"),
+            sidecar_logger_body("warn", "passed on", None),
+        ),
+    )
+    .await
+    .expect("the sleeping hook was stopped");
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let records = wait_for_stdout_records(&tandem, 1).await;
+    assert_eq!(records[0]["message"], "passed on");
+    assert_eq!(
+        metric(
+            &tandem,
+            "tandem_plugin_failures_total{hook=\"on-app-log\",kind=\"timeout\",plugin=\"sleeps\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
 async fn http_sink_keeps_the_buffer_through_an_outage_and_counts_the_excess() {
     const BUFFER: usize = 20;
     const EXCESS: usize = 5;

@@ -35,8 +35,9 @@ pub enum BreakerState {
     },
 }
 
-/// How many hooks are counted apart.
-pub const HOOKS: usize = 3;
+/// How many hooks are counted apart: `on-request`, `on-response`, `on-log`
+/// and `on-app-log`.
+pub const HOOKS: usize = 4;
 
 /// A consecutive-failure circuit breaker.
 pub struct Breaker {

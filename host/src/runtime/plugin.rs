@@ -2,7 +2,7 @@
 //! (linked and type-checked once), its pool of idle instances, and the hook
 //! calls that move the request head in and out of a store.
 
-use std::borrow::Borrow;
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,7 +66,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    /// The hook's position in the phase order (0 to 2).
+    /// The hook's position in the phase order (0 to 3).
     pub fn index(self) -> usize {
         self as usize
     }
@@ -365,39 +365,43 @@ fn decide(result: Result<Action, String>) -> Result<HookOutcome, HookFailure> {
     }
 }
 
-/// The arguments of one hook call; `X` is the exchange, borrowed for a
-/// call on the workers and owned for one that may move to the quarantine
-/// lane.
-enum HookCall<X> {
+/// The arguments of one hook call besides the heads: the exchange or the
+/// application log record, borrowed for a call on the workers and owned
+/// for one that may move to the quarantine lane.
+enum HookCall<'a> {
     Request,
     Response,
-    Log(X),
+    Log(Cow<'a, Exchange>),
+    AppLog(Cow<'a, AppLog>),
 }
 
-impl<X: Borrow<Exchange>> HookCall<X> {
+impl HookCall<'_> {
     fn hook(&self) -> Hook {
         match self {
             HookCall::Request => Hook::OnRequest,
             HookCall::Response => Hook::OnResponse,
             HookCall::Log(_) => Hook::OnLog,
+            HookCall::AppLog(_) => Hook::OnAppLog,
         }
     }
 
-    /// The same call, owning its exchange (cloned: it is a few numbers and
-    /// short strings; the heads move, they are never copied).
-    fn into_owned(self) -> HookCall<Exchange> {
+    /// The same call, owning its arguments (cloned: an exchange is a few
+    /// numbers and short strings, an app-log record one log line; the heads
+    /// move, they are never copied).
+    fn into_owned(self) -> HookCall<'static> {
         match self {
             HookCall::Request => HookCall::Request,
             HookCall::Response => HookCall::Response,
-            HookCall::Log(exchange) => HookCall::Log(exchange.borrow().clone()),
+            HookCall::Log(exchange) => HookCall::Log(Cow::Owned(exchange.into_owned())),
+            HookCall::AppLog(entry) => HookCall::AppLog(Cow::Owned(entry.into_owned())),
         }
     }
 }
 
-/// What one hook call gives back: the heads, moved out of the store again,
-/// and the result.
+/// What one hook call gives back: the heads, moved out of the store again
+/// (`on-app-log` has none), and the result.
 type Returned = (
-    RequestHead,
+    Option<RequestHead>,
     Option<ResponseHead>,
     Result<HookReturn, HookFailure>,
 );
@@ -406,6 +410,7 @@ type Returned = (
 enum HookReturn {
     Action(Result<Action, String>),
     Logged,
+    AppLogged(Result<Option<AppLog>, String>),
 }
 
 impl PluginVersion {
@@ -545,8 +550,8 @@ impl PluginVersion {
     /// calls on the quarantine lane.
     async fn call(
         self: &Arc<Self>,
-        call: HookCall<&Exchange>,
-        request: RequestHead,
+        call: HookCall<'_>,
+        request: Option<RequestHead>,
         response: Option<ResponseHead>,
     ) -> Returned {
         let hook = call.hook();
@@ -579,8 +584,8 @@ impl PluginVersion {
     /// still gets its answer in time.
     async fn call_quarantined(
         self: &Arc<Self>,
-        call: HookCall<&Exchange>,
-        request: RequestHead,
+        call: HookCall<'_>,
+        request: Option<RequestHead>,
         response: Option<ResponseHead>,
     ) -> Returned {
         let hook = call.hook();
@@ -632,10 +637,10 @@ impl PluginVersion {
     /// Runs one hook call where it is polled. `move_to_lane`, for a call of
     /// a quarantined plugin, is set at the call's first epoch tick. A failed
     /// instance is dropped rather than reused.
-    async fn run<X: Borrow<Exchange>>(
+    async fn run(
         &self,
-        call: HookCall<X>,
-        request: RequestHead,
+        call: HookCall<'_>,
+        request: Option<RequestHead>,
         response: Option<ResponseHead>,
         move_to_lane: Option<Arc<AtomicBool>>,
     ) -> Returned {
@@ -669,7 +674,7 @@ impl PluginVersion {
             }
         };
         let PluginInstance { store, bindings } = &mut instance;
-        store.data_mut().request = Some(request);
+        store.data_mut().request = request;
         store.data_mut().response = response;
         let deadline = Instant::now() + self.settings.hook_timeout;
         store.data_mut().deadline = deadline;
@@ -696,10 +701,14 @@ impl PluginVersion {
                         &mut *store,
                         request_handle,
                         Resource::<ResponseHandle>::new_borrow(0),
-                        exchange.borrow(),
+                        &exchange,
                     )
                     .await
                     .map(|()| HookReturn::Logged),
+                HookCall::AppLog(entry) => hooks
+                    .call_on_app_log(&mut *store, &entry)
+                    .await
+                    .map(HookReturn::AppLogged),
             }
         };
         // Guest code is interrupted at the deadline by the epoch callback;
@@ -716,11 +725,7 @@ impl PluginVersion {
                 Poll::Pending => tokio::time::timeout_at(backstop, run).await,
             }
         };
-        let request = store
-            .data_mut()
-            .request
-            .take()
-            .expect("the host put a request in");
+        let request = store.data_mut().request.take();
         let response = store.data_mut().response.take();
         if let Some(metrics) = self.hook_metrics(hook) {
             metrics.observe(started.elapsed());
@@ -793,7 +798,9 @@ impl PluginVersion {
                 // results neither.
                 self.record_failure(hook, failure);
             })?,
-            HookReturn::Logged => HookOutcome::Continue,
+            HookReturn::Logged | HookReturn::AppLogged(_) => {
+                unreachable!("judge is only called for on-request and on-response")
+            }
         };
         self.record_success(hook);
         Ok(outcome)
@@ -804,8 +811,11 @@ impl PluginVersion {
         self: &Arc<Self>,
         request: RequestHead,
     ) -> (RequestHead, Result<HookOutcome, HookFailure>) {
-        let (request, _, returned) = self.call(HookCall::Request, request, None).await;
-        (request, self.judge(Hook::OnRequest, returned))
+        let (request, _, returned) = self.call(HookCall::Request, Some(request), None).await;
+        (
+            request.expect("the host put a request in"),
+            self.judge(Hook::OnRequest, returned),
+        )
     }
 
     /// Calls `on-response`.
@@ -814,10 +824,14 @@ impl PluginVersion {
         request: RequestHead,
         response: ResponseHead,
     ) -> (RequestHead, ResponseHead, Result<HookOutcome, HookFailure>) {
-        let (request, response, returned) =
-            self.call(HookCall::Response, request, Some(response)).await;
-        let response = response.expect("the host put a response in");
-        (request, response, self.judge(Hook::OnResponse, returned))
+        let (request, response, returned) = self
+            .call(HookCall::Response, Some(request), Some(response))
+            .await;
+        (
+            request.expect("the host put a request in"),
+            response.expect("the host put a response in"),
+            self.judge(Hook::OnResponse, returned),
+        )
     }
 
     /// Calls `on-log`.
@@ -828,57 +842,52 @@ impl PluginVersion {
         exchange: &Exchange,
     ) -> (RequestHead, ResponseHead, Result<(), HookFailure>) {
         let (request, response, returned) = self
-            .call(HookCall::Log(exchange), request, Some(response))
+            .call(
+                HookCall::Log(Cow::Borrowed(exchange)),
+                Some(request),
+                Some(response),
+            )
             .await;
         if returned.is_ok() {
             self.record_success(Hook::OnLog);
         }
         (
-            request,
+            request.expect("the host put a request in"),
             response.expect("the host put a response in"),
             returned.map(|_| ()),
         )
     }
 
-    /// Calls `on-app-log` with one application log record. `Ok(None)`: the
-    /// plugin dropped it. A returned record that is not valid (metadata not
-    /// a JSON object, ...) is a failure like any other.
-    pub async fn on_app_log(&self, entry: &AppLog) -> Result<Option<AppLog>, HookFailure> {
+    /// Calls `on-app-log` with one application log record, like the other
+    /// hooks (breaker, quarantine, instance limit, deadline, output to the
+    /// log) but with no heads. `Ok(None)`: the plugin dropped it. A
+    /// returned record that is not valid (metadata not a JSON object, ...)
+    /// is a failure like any other.
+    pub async fn on_app_log(
+        self: &Arc<Self>,
+        entry: &AppLog,
+    ) -> Result<Option<AppLog>, HookFailure> {
         let hook = Hook::OnAppLog;
-        let started = Instant::now();
-        let mut instance = self.checkout().await.inspect_err(|failure| {
-            self.record_failure(hook, failure);
-        })?;
-        let PluginInstance { store, bindings } = &mut instance;
-        store.data_mut().deadline = Instant::now() + self.settings.hook_timeout;
-        store.set_epoch_deadline(1);
-        let result = bindings
-            .tandem_plugin_hooks()
-            .call_on_app_log(&mut *store, entry)
+        let (_, _, returned) = self
+            .call(HookCall::AppLog(Cow::Borrowed(entry)), None, None)
             .await;
-        if let Some(metrics) = self.hook_metrics(hook) {
-            metrics.observe(started.elapsed());
-        }
-        let returned = match result {
-            Ok(returned) => {
-                self.give_back(instance);
-                returned
-            }
-            Err(error) => {
-                let memory_refused = store.data().limits.memory_refused;
-                let failure = classify_trap(error, self.settings.hook_timeout, memory_refused);
-                self.record_failure(hook, &failure);
-                return Err(failure);
-            }
-        };
-        let judged = match returned {
-            Ok(Some(entry)) => crate::records::app_logs::check_entry(&entry)
+        let judged = match returned? {
+            HookReturn::AppLogged(Ok(Some(entry))) => crate::records::app_logs::check_entry(&entry)
                 .map(|_| Some(entry))
                 .map_err(HookFailure::Invalid),
-            Ok(None) => Ok(None),
-            Err(message) => Err(HookFailure::Error(message)),
+            HookReturn::AppLogged(Ok(None)) => Ok(None),
+            HookReturn::AppLogged(Err(message)) => Err(HookFailure::Error(message)),
+            HookReturn::Action(_) | HookReturn::Logged => {
+                unreachable!("an on-app-log call returns what on-app-log returns")
+            }
         };
-        judged.inspect_err(|failure| self.record_failure(hook, failure))
+        match &judged {
+            Ok(_) => self.record_success(hook),
+            // Errors the guest returned and invalid records were not yet
+            // recorded.
+            Err(failure) => self.record_failure(hook, failure),
+        }
+        judged
     }
 
     /// `serving`, `quarantined` or `tripped`, for `/plugins`. A tripped
