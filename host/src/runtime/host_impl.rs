@@ -35,6 +35,17 @@ impl HostState {
         }
     }
 
+    fn update_metric(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+        update: MetricUpdate,
+    ) -> Result<(), String> {
+        self.services
+            .metrics
+            .update(self.metric_owner(), name, labels, update)
+    }
+
     // Between calls (or after a hook gave the heads back) a head is not in
     // the store: its headers then read as empty and edits do nothing.
 
@@ -366,12 +377,7 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         delta: u64,
     ) -> Result<(), String> {
-        self.services.metrics.update(
-            self.metric_owner(),
-            &name,
-            &labels,
-            MetricUpdate::CounterAdd(delta),
-        )
+        self.update_metric(&name, &labels, MetricUpdate::CounterAdd(delta))
     }
 
     fn gauge_set(
@@ -380,12 +386,7 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         value: f64,
     ) -> Result<(), String> {
-        self.services.metrics.update(
-            self.metric_owner(),
-            &name,
-            &labels,
-            MetricUpdate::GaugeSet(value),
-        )
+        self.update_metric(&name, &labels, MetricUpdate::GaugeSet(value))
     }
 
     fn gauge_add(
@@ -394,12 +395,7 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         delta: f64,
     ) -> Result<(), String> {
-        self.services.metrics.update(
-            self.metric_owner(),
-            &name,
-            &labels,
-            MetricUpdate::GaugeAdd(delta),
-        )
+        self.update_metric(&name, &labels, MetricUpdate::GaugeAdd(delta))
     }
 
     fn histogram_observe(
@@ -408,12 +404,7 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         value: f64,
     ) -> Result<(), String> {
-        self.services.metrics.update(
-            self.metric_owner(),
-            &name,
-            &labels,
-            MetricUpdate::Observe(value),
-        )
+        self.update_metric(&name, &labels, MetricUpdate::Observe(value))
     }
 }
 
