@@ -10,6 +10,8 @@ pub mod chain;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod http_client;
+pub mod listener;
 pub mod metrics;
 pub mod plugin_settings;
 #[cfg(test)]

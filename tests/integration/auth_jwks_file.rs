@@ -10,7 +10,6 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
 use crate::auth::{AUDIENCE, ISSUER, bearer, claims, key_file, sign};
-use crate::support::client::get;
 use crate::support::eventually;
 use crate::support::plugins::wasm;
 use crate::support::tandem::{Tandem, TandemBuilder, check, write_config_dir};
@@ -65,15 +64,7 @@ async fn status(tandem: &Tandem, token: &str) -> StatusCode {
 
 /// The `/plugins` entry of the plugin `auth`.
 async fn auth_entry(tandem: &Tandem) -> Value {
-    let all: Value =
-        serde_json::from_slice(&get(&tandem.admin_url("/plugins")).await.body).unwrap();
-    all["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "auth")
-        .cloned()
-        .expect("auth is listed")
+    tandem.plugin("auth").await.expect("auth is listed")
 }
 
 /// Waits until key B passes and key A is refused.

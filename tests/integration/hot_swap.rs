@@ -60,20 +60,6 @@ fn file(tandem: &Tandem, name: &str) -> PathBuf {
     tandem.plugin_dir().join(name)
 }
 
-async fn plugins_json(tandem: &Tandem) -> serde_json::Value {
-    serde_json::from_slice(&get(&tandem.admin_url("/plugins")).await.body).unwrap()
-}
-
-/// The `/plugins` entry of `name`, if listed.
-async fn plugin(tandem: &Tandem, name: &str) -> Option<serde_json::Value> {
-    plugins_json(tandem).await["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-}
-
 /// `POST /reload`: the status and the JSON report.
 async fn post_reload(tandem: &Tandem) -> (StatusCode, serde_json::Value) {
     let reply = send_body(Method::POST, &tandem.admin_url("/reload"), "").await;
@@ -351,10 +337,10 @@ async fn under_steady_load_twenty_swaps_an_add_a_remove_and_a_config_change_fail
         "changes slower than {SWAP_BOUND:?}: {slow:?}"
     );
 
-    let ver = plugin(&tandem, "ver").await.unwrap();
+    let ver = tandem.plugin("ver").await.unwrap();
     assert_eq!(ver["versions_loaded"], 21, "one version per swap: {ver}");
     assert_eq!(ver["state"], "serving");
-    assert!(plugin(&tandem, "gone").await.is_none());
+    assert!(tandem.plugin("gone").await.is_none());
     let metrics = get(&tandem.admin_url("/metrics")).await.text();
     assert!(
         metric(&metrics, "tandem_reloads_total{outcome=\"ok\"}").unwrap_or(0.0) >= 23.0,
@@ -387,7 +373,7 @@ async fn a_new_file_is_loaded_and_listed() {
     })
     .await;
     assert!(shown, "the new plugin serves; logs:\n{}", tandem.logs());
-    let new = plugin(&tandem, "new").await.unwrap();
+    let new = tandem.plugin("new").await.unwrap();
     assert_eq!(new["state"], "serving");
     assert_eq!(new["versions_loaded"], 1);
     assert_eq!(new["sha256"].as_str().unwrap().len(), 64);
@@ -402,14 +388,14 @@ async fn a_file_replaced_by_rename_takes_over() {
         .spawn()
         .await;
     assert_eq!(get(&tandem.url("/")).await.header("x-version"), Some("0"));
-    let before = plugin(&tandem, "ver").await.unwrap();
+    let before = tandem.plugin("ver").await.unwrap();
     replace_by_rename(&file(&tandem, "ver.wasm"), &version_tag(2));
     let shown = eventually(SHOWS_WITHIN, async || {
         get(&tandem.url("/")).await.header("x-version") == Some("2")
     })
     .await;
     assert!(shown, "logs:\n{}", tandem.logs());
-    let after = plugin(&tandem, "ver").await.unwrap();
+    let after = tandem.plugin("ver").await.unwrap();
     assert_ne!(after["sha256"], before["sha256"]);
     assert_eq!(after["versions_loaded"], 2);
     assert_eq!(after["state"], "serving");
@@ -440,7 +426,7 @@ async fn a_file_written_slowly_in_chunks_is_never_loaded_half_written() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let ver = plugin(&tandem, "ver").await.unwrap();
+    let ver = tandem.plugin("ver").await.unwrap();
     assert_ne!(ver["state"], "failed", "the old version is kept: {ver}");
     std::io::Write::write_all(&mut writer, rest).unwrap();
     drop(writer);
@@ -449,7 +435,7 @@ async fn a_file_written_slowly_in_chunks_is_never_loaded_half_written() {
     })
     .await;
     assert!(shown, "the whole file loads; logs:\n{}", tandem.logs());
-    let ver = plugin(&tandem, "ver").await.unwrap();
+    let ver = tandem.plugin("ver").await.unwrap();
     assert_eq!(ver["state"], "serving", "{ver}");
     assert_eq!(ver["load_error"], serde_json::Value::Null);
 }
@@ -491,7 +477,7 @@ async fn a_configmap_data_link_swap_changes_every_plugin_at_once() {
     assert!(first, "logs:\n{}", tandem.logs());
     let mut versions_before = Vec::new();
     for name in ["a", "b"] {
-        let entry = plugin(&tandem, name).await.unwrap();
+        let entry = tandem.plugin(name).await.unwrap();
         versions_before.push(entry["versions_loaded"].as_u64().unwrap());
     }
 
@@ -531,7 +517,7 @@ async fn a_configmap_data_link_swap_changes_every_plugin_at_once() {
     let mixed = std::mem::take(&mut *mixed.lock().unwrap());
     assert!(mixed.is_empty(), "responses mixing generations: {mixed:?}");
     for (name, before) in ["a", "b"].into_iter().zip(versions_before) {
-        let entry = plugin(&tandem, name).await.unwrap();
+        let entry = tandem.plugin(name).await.unwrap();
         assert_eq!(
             entry["versions_loaded"],
             before + 1,
@@ -559,8 +545,8 @@ async fn a_deleted_file_unloads_its_plugin() {
     })
     .await;
     assert!(gone, "logs:\n{}", tandem.logs());
-    assert!(plugin(&tandem, "hdr").await.is_none(), "no longer listed");
-    let ver = plugin(&tandem, "ver").await.unwrap();
+    assert!(tandem.plugin("hdr").await.is_none(), "no longer listed");
+    let ver = tandem.plugin("ver").await.unwrap();
     assert_eq!(
         ver["versions_loaded"], 1,
         "the other plugin was not reloaded"
@@ -579,7 +565,7 @@ async fn a_settings_change_alone_initialises_the_same_wasm_again() {
         )
         .spawn()
         .await;
-    let before = plugin(&tandem, "hdr").await.unwrap();
+    let before = tandem.plugin("hdr").await.unwrap();
     std::fs::write(
         file(&tandem, "hdr.toml"),
         "[config]\nheaders = { x-hdr = \"2\" }\n",
@@ -590,7 +576,7 @@ async fn a_settings_change_alone_initialises_the_same_wasm_again() {
     })
     .await;
     assert!(shown, "logs:\n{}", tandem.logs());
-    let after = plugin(&tandem, "hdr").await.unwrap();
+    let after = tandem.plugin("hdr").await.unwrap();
     assert_eq!(after["sha256"], before["sha256"], "same wasm");
     assert_eq!(after["versions_loaded"], 2);
     assert!(
@@ -632,7 +618,7 @@ async fn broken_new_versions_leave_the_old_one_serving_and_show_why() {
     for (what, bytes, expected) in broken {
         replace_by_rename(&file(&tandem, "ver.wasm"), &bytes);
         let shown = eventually(SHOWS_WITHIN, async || {
-            let entry = plugin(&tandem, "ver").await.unwrap();
+            let entry = tandem.plugin("ver").await.unwrap();
             entry["state"] == "serving-previous"
                 && expected
                     .iter()
@@ -642,7 +628,7 @@ async fn broken_new_versions_leave_the_old_one_serving_and_show_why() {
         assert!(
             shown,
             "{what}: the error shows in /plugins: {}; logs:\n{}",
-            plugin(&tandem, "ver").await.unwrap(),
+            tandem.plugin("ver").await.unwrap(),
             tandem.logs()
         );
         let reply = get(&tandem.url("/")).await;
@@ -672,12 +658,13 @@ async fn broken_new_versions_leave_the_old_one_serving_and_show_why() {
     // of the chain keeps serving.
     std::fs::copy(wasm("bad-init"), file(&tandem, "fresh.wasm")).unwrap();
     let listed = eventually(SHOWS_WITHIN, async || {
-        plugin(&tandem, "fresh")
+        tandem
+            .plugin("fresh")
             .await
             .is_some_and(|p| p["state"] == "failed")
     })
     .await;
-    assert!(listed, "{}", plugins_json(&tandem).await);
+    assert!(listed, "{}", tandem.plugins().await);
 
     // A good version clears the error.
     std::fs::remove_file(file(&tandem, "fresh.wasm")).unwrap();
@@ -688,11 +675,11 @@ async fn broken_new_versions_leave_the_old_one_serving_and_show_why() {
     .await;
     assert!(recovered, "logs:\n{}", tandem.logs());
     let cleared = eventually(SHOWS_WITHIN, async || {
-        plugin(&tandem, "fresh").await.is_none()
+        tandem.plugin("fresh").await.is_none()
     })
     .await;
-    assert!(cleared, "{}", plugins_json(&tandem).await);
-    let ver = plugin(&tandem, "ver").await.unwrap();
+    assert!(cleared, "{}", tandem.plugins().await);
+    let ver = tandem.plugin("ver").await.unwrap();
     assert_eq!(ver["state"], "serving");
     assert_eq!(ver["load_error"], serde_json::Value::Null);
     assert_eq!(
@@ -767,7 +754,7 @@ async fn post_reload_and_sighup_reload_and_say_what_changed() {
         Some(1.0),
         "{metrics}"
     );
-    assert_eq!(plugin(&tandem, "ver").await.unwrap()["versions_loaded"], 3);
+    assert_eq!(tandem.plugin("ver").await.unwrap()["versions_loaded"], 3);
 }
 
 #[tokio::test]
@@ -791,7 +778,7 @@ async fn concurrent_reload_requests_are_all_answered() {
     }
     assert!(replaced >= 1, "{answers:?}");
     // Reloads never overlap, so the one new version was loaded once.
-    assert_eq!(plugin(&tandem, "ver").await.unwrap()["versions_loaded"], 2);
+    assert_eq!(tandem.plugin("ver").await.unwrap()["versions_loaded"], 2);
     assert_eq!(get(&tandem.url("/")).await.header("x-version"), Some("4"));
 }
 
@@ -865,7 +852,7 @@ async fn main_config_changes_are_applied_or_reported_as_needing_a_restart() {
     .await;
     assert!(shown, "logs:\n{}", tandem.logs());
     assert!(
-        plugins_json(&tandem).await["plugin_dir"]
+        tandem.plugins().await["plugin_dir"]
             .as_str()
             .unwrap()
             .ends_with("plugins2")
@@ -942,7 +929,7 @@ async fn the_artifact_cache_spares_compiles_and_is_never_read_from_the_plugin_di
     // A precompiled artifact dropped in the plugin directory is refused.
     std::fs::copy(&entries()[0], file(&tandem, "precompiled.wasm")).unwrap();
     let refused = eventually(SHOWS_WITHIN, async || {
-        plugin(&tandem, "precompiled").await.is_some_and(|p| {
+        tandem.plugin("precompiled").await.is_some_and(|p| {
             p["state"] == "failed"
                 && p["load_error"]
                     .as_str()
@@ -951,7 +938,7 @@ async fn the_artifact_cache_spares_compiles_and_is_never_read_from_the_plugin_di
         })
     })
     .await;
-    assert!(refused, "{}", plugins_json(&tandem).await);
+    assert!(refused, "{}", tandem.plugins().await);
     std::fs::remove_file(file(&tandem, "precompiled.wasm")).unwrap();
 
     // A restart loads from the cache instead of compiling.

@@ -18,7 +18,6 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::body::{Completion, CountingBody, ResponseBody};
 use super::errors::ProxyError;
@@ -27,6 +26,7 @@ use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_cont
 use super::upgrade;
 use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
 use crate::config::Limits;
+use crate::http_client::{self, error_chain};
 use crate::metrics::Metrics;
 use crate::replay::recorder::Recording;
 use crate::runtime::bindings::Exchange;
@@ -163,18 +163,6 @@ fn reply_response(reply: PluginReply) -> Response<ResponseBody> {
     response
 }
 
-/// The error and its causes on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 impl Proxy {
     /// A proxy to `upstream` that runs requests through `chain`.
     pub fn new(
@@ -183,13 +171,7 @@ impl Proxy {
         upstream_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(upstream_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
+        let client = http_client::pooled(upstream_timeout, Duration::from_secs(90), 1024);
         Self {
             chain,
             client,

@@ -10,17 +10,12 @@
 //! `records.app_logs_listen` is set, on a listener of its own.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
@@ -226,38 +221,20 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Full<Byte
 /// Serves `POST /logs` (and nothing else) on a listener of its own until
 /// the task is dropped.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(%error, "app-log listener accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    crate::listener::serve(listener, "app-log listener", move |request| {
         let app = app.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let app = app.clone();
-            async move {
-                let response = if request.uri().path() == "/logs" {
-                    handle(&app, request).await
-                } else {
-                    json_response(
-                        StatusCode::NOT_FOUND,
-                        json!({ "error": "only POST /logs is served here" }),
-                    )
-                };
-                Ok::<_, Infallible>(response)
+        async move {
+            if request.uri().path() == "/logs" {
+                handle(&app, request).await
+            } else {
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({ "error": "only POST /logs is served here" }),
+                )
             }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

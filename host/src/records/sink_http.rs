@@ -15,10 +15,10 @@ use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::config::{HttpFormat, HttpSinkConfig};
 use super::sink::{SinkError, json_lines};
+use crate::http_client::{self, error_chain};
 
 /// Longest part of a refusal's body quoted in the log.
 const QUOTED_BODY_BYTES: usize = 256;
@@ -61,28 +61,10 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(seconds))
 }
 
-/// The error and its causes on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 impl HttpSink {
     /// A sink for the collector in `config`, with its own connection pool.
     pub fn new(config: HttpSinkConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.request_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(2)
-            .build(connector);
+        let client = http_client::pooled(config.request_timeout, Duration::from_secs(30), 2);
         Self { client, config }
     }
 

@@ -218,29 +218,22 @@ mod tests {
     #[test]
     fn changes_show_only_plugin_series_that_moved() {
         let metrics = Metrics::new();
-        metrics
-            .update(
-                crate::metrics::MetricOwner {
-                    plugin: "probe",
-                    series_limit: 100,
-                },
-                "hits_total",
-                &[("k".into(), "a".into())],
-                MetricUpdate::CounterAdd(1),
-            )
-            .unwrap();
+        let hit = |label: &str, count: u64| {
+            metrics
+                .update(
+                    crate::metrics::MetricOwner {
+                        plugin: "probe",
+                        series_limit: 100,
+                    },
+                    "hits_total",
+                    &[("k".into(), label.into())],
+                    MetricUpdate::CounterAdd(count),
+                )
+                .unwrap();
+        };
+        hit("a", 1);
         let before = plugin_series(&metrics);
-        metrics
-            .update(
-                crate::metrics::MetricOwner {
-                    plugin: "probe",
-                    series_limit: 100,
-                },
-                "hits_total",
-                &[("k".into(), "b".into())],
-                MetricUpdate::CounterAdd(2),
-            )
-            .unwrap();
+        hit("b", 2);
         metrics.request_done(200, std::time::Duration::from_millis(1));
         let after = plugin_series(&metrics);
         assert_eq!(

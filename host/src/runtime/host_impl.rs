@@ -1,6 +1,7 @@
 //! The host side of the plugin imports: request and response accessors,
 //! logging, metrics, shared state and records.
 
+use http::HeaderMap;
 use wasmtime::component::Resource;
 
 use super::bindings::host_traits::{
@@ -32,6 +33,49 @@ impl HostState {
             plugin: &self.services.name,
             series_limit: self.services.metric_series_limit,
         }
+    }
+
+    fn update_metric(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+        update: MetricUpdate,
+    ) -> Result<(), String> {
+        self.services
+            .metrics
+            .update(self.metric_owner(), name, labels, update)
+    }
+
+    // Between calls (or after a hook gave the heads back) a head is not in
+    // the store: its headers then read as empty and edits do nothing.
+
+    fn request_headers(&self) -> Option<&HeaderMap> {
+        self.request.as_ref().map(|r| &r.parts.headers)
+    }
+
+    fn request_headers_mut(&mut self) -> Option<&mut HeaderMap> {
+        self.request.as_mut().map(|r| &mut r.parts.headers)
+    }
+
+    fn response_headers(&self) -> Option<&HeaderMap> {
+        self.response.as_ref().map(|r| &r.parts.headers)
+    }
+
+    fn response_headers_mut(&mut self) -> Option<&mut HeaderMap> {
+        self.response.as_mut().map(|r| &mut r.parts.headers)
+    }
+}
+
+/// `set-header` / `append-header` on a head that may be absent.
+fn write_if_present(
+    headers: Option<&mut HeaderMap>,
+    name: &str,
+    value: &str,
+    append: bool,
+) -> Result<(), EditError> {
+    match headers {
+        Some(headers) => write_header(headers, name, value, append),
+        None => Ok(()),
     }
 }
 
@@ -102,21 +146,17 @@ impl HostRequest for HostState {
     }
 
     fn header(&mut self, _: Resource<RequestHandle>, name: String) -> Option<String> {
-        header_value(&self.request.as_ref()?.parts.headers, &name)
+        header_value(self.request_headers()?, &name)
     }
 
     fn header_all(&mut self, _: Resource<RequestHandle>, name: String) -> Vec<String> {
-        self.request
-            .as_ref()
-            .map(|r| header_values(&r.parts.headers, &name))
+        self.request_headers()
+            .map(|headers| header_values(headers, &name))
             .unwrap_or_default()
     }
 
     fn header_names(&mut self, _: Resource<RequestHandle>) -> Vec<String> {
-        self.request
-            .as_ref()
-            .map(|r| header_names(&r.parts.headers))
-            .unwrap_or_default()
+        self.request_headers().map(header_names).unwrap_or_default()
     }
 
     fn set_header(
@@ -125,10 +165,7 @@ impl HostRequest for HostState {
         name: String,
         value: String,
     ) -> Result<(), EditError> {
-        match self.request.as_mut() {
-            Some(r) => write_header(&mut r.parts.headers, &name, &value, false),
-            None => Ok(()),
-        }
+        write_if_present(self.request_headers_mut(), &name, &value, false)
     }
 
     fn append_header(
@@ -137,15 +174,12 @@ impl HostRequest for HostState {
         name: String,
         value: String,
     ) -> Result<(), EditError> {
-        match self.request.as_mut() {
-            Some(r) => write_header(&mut r.parts.headers, &name, &value, true),
-            None => Ok(()),
-        }
+        write_if_present(self.request_headers_mut(), &name, &value, true)
     }
 
     fn remove_header(&mut self, _: Resource<RequestHandle>, name: String) {
-        if let Some(r) = self.request.as_mut() {
-            remove_header(&mut r.parts.headers, &name);
+        if let Some(headers) = self.request_headers_mut() {
+            remove_header(headers, &name);
         }
     }
 
@@ -192,20 +226,18 @@ impl HostResponse for HostState {
     }
 
     fn header(&mut self, _: Resource<ResponseHandle>, name: String) -> Option<String> {
-        header_value(&self.response.as_ref()?.parts.headers, &name)
+        header_value(self.response_headers()?, &name)
     }
 
     fn header_all(&mut self, _: Resource<ResponseHandle>, name: String) -> Vec<String> {
-        self.response
-            .as_ref()
-            .map(|r| header_values(&r.parts.headers, &name))
+        self.response_headers()
+            .map(|headers| header_values(headers, &name))
             .unwrap_or_default()
     }
 
     fn header_names(&mut self, _: Resource<ResponseHandle>) -> Vec<String> {
-        self.response
-            .as_ref()
-            .map(|r| header_names(&r.parts.headers))
+        self.response_headers()
+            .map(header_names)
             .unwrap_or_default()
     }
 
@@ -215,10 +247,7 @@ impl HostResponse for HostState {
         name: String,
         value: String,
     ) -> Result<(), EditError> {
-        match self.response.as_mut() {
-            Some(r) => write_header(&mut r.parts.headers, &name, &value, false),
-            None => Ok(()),
-        }
+        write_if_present(self.response_headers_mut(), &name, &value, false)
     }
 
     fn append_header(
@@ -227,15 +256,12 @@ impl HostResponse for HostState {
         name: String,
         value: String,
     ) -> Result<(), EditError> {
-        match self.response.as_mut() {
-            Some(r) => write_header(&mut r.parts.headers, &name, &value, true),
-            None => Ok(()),
-        }
+        write_if_present(self.response_headers_mut(), &name, &value, true)
     }
 
     fn remove_header(&mut self, _: Resource<ResponseHandle>, name: String) {
-        if let Some(r) = self.response.as_mut() {
-            remove_header(&mut r.parts.headers, &name);
+        if let Some(headers) = self.response_headers_mut() {
+            remove_header(headers, &name);
         }
     }
 
@@ -351,12 +377,7 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         delta: u64,
     ) -> Result<(), String> {
-        self.services.metrics.update(
-            self.metric_owner(),
-            &name,
-            &labels,
-            MetricUpdate::CounterAdd(delta),
-        )
+        self.update_metric(&name, &labels, MetricUpdate::CounterAdd(delta))
     }
 
     fn gauge_set(
@@ -365,12 +386,7 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         value: f64,
     ) -> Result<(), String> {
-        self.services.metrics.update(
-            self.metric_owner(),
-            &name,
-            &labels,
-            MetricUpdate::GaugeSet(value),
-        )
+        self.update_metric(&name, &labels, MetricUpdate::GaugeSet(value))
     }
 
     fn gauge_add(
@@ -379,12 +395,7 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         delta: f64,
     ) -> Result<(), String> {
-        self.services.metrics.update(
-            self.metric_owner(),
-            &name,
-            &labels,
-            MetricUpdate::GaugeAdd(delta),
-        )
+        self.update_metric(&name, &labels, MetricUpdate::GaugeAdd(delta))
     }
 
     fn histogram_observe(
@@ -393,12 +404,7 @@ impl MetricsHost for HostState {
         labels: Vec<(String, String)>,
         value: f64,
     ) -> Result<(), String> {
-        self.services.metrics.update(
-            self.metric_owner(),
-            &name,
-            &labels,
-            MetricUpdate::Observe(value),
-        )
+        self.update_metric(&name, &labels, MetricUpdate::Observe(value))
     }
 }
 

@@ -117,6 +117,13 @@ enum Verifier {
     EdDsa(Ed25519PublicKey),
 }
 
+/// How a public key is written down.
+#[derive(Clone, Copy)]
+enum Encoding {
+    Pem,
+    Jwk,
+}
+
 impl Verifier {
     fn hmac(alg: Alg, secret: &[u8]) -> Verifier {
         match alg {
@@ -126,36 +133,33 @@ impl Verifier {
         }
     }
 
-    fn from_pem(alg: Alg, pem: &str) -> Result<Verifier, jwt_simple::Error> {
+    /// A public key for `alg`, parsed from `text` written as `encoding`.
+    fn public(alg: Alg, encoding: Encoding, text: &str) -> Result<Verifier, jwt_simple::Error> {
+        // Every key type has both parsers, but as inherent functions: there
+        // is no trait to be generic over.
+        macro_rules! parse {
+            ($key:ty) => {
+                match encoding {
+                    Encoding::Pem => <$key>::from_pem(text)?,
+                    Encoding::Jwk => <$key>::from_jwk(text)?,
+                }
+            };
+        }
         Ok(match alg {
-            Alg::Rs256 => Verifier::Rs256(RS256PublicKey::from_pem(pem)?),
-            Alg::Rs384 => Verifier::Rs384(RS384PublicKey::from_pem(pem)?),
-            Alg::Rs512 => Verifier::Rs512(RS512PublicKey::from_pem(pem)?),
-            Alg::Ps256 => Verifier::Ps256(PS256PublicKey::from_pem(pem)?),
-            Alg::Ps384 => Verifier::Ps384(PS384PublicKey::from_pem(pem)?),
-            Alg::Ps512 => Verifier::Ps512(PS512PublicKey::from_pem(pem)?),
-            Alg::Es256 => Verifier::Es256(ES256PublicKey::from_pem(pem)?),
-            Alg::Es384 => Verifier::Es384(ES384PublicKey::from_pem(pem)?),
-            Alg::EdDsa => Verifier::EdDsa(Ed25519PublicKey::from_pem(pem)?),
+            Alg::Rs256 => Verifier::Rs256(parse!(RS256PublicKey)),
+            Alg::Rs384 => Verifier::Rs384(parse!(RS384PublicKey)),
+            Alg::Rs512 => Verifier::Rs512(parse!(RS512PublicKey)),
+            Alg::Ps256 => Verifier::Ps256(parse!(PS256PublicKey)),
+            Alg::Ps384 => Verifier::Ps384(parse!(PS384PublicKey)),
+            Alg::Ps512 => Verifier::Ps512(parse!(PS512PublicKey)),
+            Alg::Es256 => Verifier::Es256(parse!(ES256PublicKey)),
+            Alg::Es384 => Verifier::Es384(parse!(ES384PublicKey)),
+            Alg::EdDsa => Verifier::EdDsa(parse!(Ed25519PublicKey)),
             Alg::Hs256 | Alg::Hs384 | Alg::Hs512 => {
-                return Err(jwt_simple::Error::msg("an HMAC key is a secret, not a PEM"));
-            }
-        })
-    }
-
-    fn from_jwk(alg: Alg, jwk: &str) -> Result<Verifier, jwt_simple::Error> {
-        Ok(match alg {
-            Alg::Rs256 => Verifier::Rs256(RS256PublicKey::from_jwk(jwk)?),
-            Alg::Rs384 => Verifier::Rs384(RS384PublicKey::from_jwk(jwk)?),
-            Alg::Rs512 => Verifier::Rs512(RS512PublicKey::from_jwk(jwk)?),
-            Alg::Ps256 => Verifier::Ps256(PS256PublicKey::from_jwk(jwk)?),
-            Alg::Ps384 => Verifier::Ps384(PS384PublicKey::from_jwk(jwk)?),
-            Alg::Ps512 => Verifier::Ps512(PS512PublicKey::from_jwk(jwk)?),
-            Alg::Es256 => Verifier::Es256(ES256PublicKey::from_jwk(jwk)?),
-            Alg::Es384 => Verifier::Es384(ES384PublicKey::from_jwk(jwk)?),
-            Alg::EdDsa => Verifier::EdDsa(Ed25519PublicKey::from_jwk(jwk)?),
-            Alg::Hs256 | Alg::Hs384 | Alg::Hs512 => {
-                return Err(jwt_simple::Error::msg("HMAC keys are `oct` JWKs"));
+                return Err(jwt_simple::Error::msg(match encoding {
+                    Encoding::Pem => "an HMAC key is a secret, not a PEM",
+                    Encoding::Jwk => "HMAC keys are `oct` JWKs",
+                }));
             }
         })
     }
@@ -229,7 +233,7 @@ impl KeySet {
                     .ok_or_else(|| at("`secret_base64` is not base64".to_owned()))?;
                 Verifier::hmac(alg, &secret)
             }
-            (None, None, Some(pem)) if !alg.is_hmac() => Verifier::from_pem(alg, pem)
+            (None, None, Some(pem)) if !alg.is_hmac() => Verifier::public(alg, Encoding::Pem, pem)
                 .map_err(|e| at(format!("`public_key_pem` is not a {} key: {e}", alg.name())))?,
             _ if alg.is_hmac() => {
                 return Err(at(format!(
@@ -330,7 +334,7 @@ impl KeySet {
                     }
                     Verifier::hmac(alg, &secret)
                 } else {
-                    Verifier::from_jwk(alg, &text)
+                    Verifier::public(alg, Encoding::Jwk, &text)
                         .map_err(|e| at(format!("not a valid {} key: {e}", alg.name())))?
                 };
                 self.keys.push(Key {

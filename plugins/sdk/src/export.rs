@@ -166,7 +166,7 @@ pub fn on_request<P: Plugin>(
     if !hooks.on_request {
         return Ok(Action::Continue);
     }
-    with_plugin(slot, |plugin| plugin.on_request(Request::from_raw(req)))?
+    with_plugin(slot, |plugin| plugin.on_request(&Request::from_raw(req)))?
 }
 
 /// The `on-response` export.
@@ -180,7 +180,7 @@ pub fn on_response<P: Plugin>(
         return Ok(Action::Continue);
     }
     with_plugin(slot, |plugin| {
-        plugin.on_response(Request::from_raw(req), Response::from_raw(resp))
+        plugin.on_response(&Request::from_raw(req), &Response::from_raw(resp))
     })?
 }
 
@@ -196,7 +196,7 @@ pub fn on_log<P: Plugin>(
         return;
     }
     let _ = with_plugin(slot, |plugin| {
-        plugin.on_log(Request::from_raw(req), Response::from_raw(resp), &info)
+        plugin.on_log(&Request::from_raw(req), &Response::from_raw(resp), &info)
     });
 }
 

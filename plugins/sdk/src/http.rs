@@ -6,6 +6,42 @@ use crate::bindings::tandem::plugin::types as raw;
 
 pub use raw::{Action, Exchange, Reply};
 
+/// The header accessors, the same on [`Request`] and [`Response`] (the
+/// host offers the same calls on both).
+macro_rules! header_accessors {
+    () => {
+        /// The first value of a header, if present. Names are case-insensitive.
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.0.header(name)
+        }
+
+        /// Every value of a header, in order.
+        pub fn header_all(&self, name: &str) -> Vec<String> {
+            self.0.header_all(name)
+        }
+
+        /// The names of all headers, each once, in lower case.
+        pub fn header_names(&self) -> Vec<String> {
+            self.0.header_names()
+        }
+
+        /// Sets a header, replacing every previous value.
+        pub fn set_header(&self, name: &str, value: &str) -> Result<(), EditError> {
+            self.0.set_header(name, value).map_err(EditError::from)
+        }
+
+        /// Adds a value to a header, keeping the previous ones.
+        pub fn append_header(&self, name: &str, value: &str) -> Result<(), EditError> {
+            self.0.append_header(name, value).map_err(EditError::from)
+        }
+
+        /// Removes every value of a header.
+        pub fn remove_header(&self, name: &str) {
+            self.0.remove_header(name)
+        }
+    };
+}
+
 /// The request being handled, owned by the host.
 ///
 /// Every accessor asks the host for just what it returns, so reading one
@@ -15,18 +51,11 @@ pub use raw::{Action, Exchange, Reply};
 /// by earlier plugins. In `on-log` it is the request as sent upstream and
 /// changes are ignored.
 #[derive(Debug)]
-#[repr(transparent)]
-pub struct Request(raw::Request);
+pub struct Request<'a>(&'a raw::Request);
 
-impl Request {
-    pub(crate) fn from_raw(raw: &raw::Request) -> &Request {
-        // SAFETY: `Request` is a `repr(transparent)` wrapper of `raw::Request`,
-        // so both have the same layout and the reference stays valid for the
-        // same lifetime.
-        #[allow(unsafe_code)]
-        unsafe {
-            &*(raw as *const raw::Request).cast::<Request>()
-        }
+impl<'a> Request<'a> {
+    pub(crate) fn from_raw(raw: &'a raw::Request) -> Request<'a> {
+        Request(raw)
     }
 
     /// The method, e.g. `GET`.
@@ -65,35 +94,7 @@ impl Request {
         self.0.client_addr()
     }
 
-    /// The first value of a header, if present. Names are case-insensitive.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.0.header(name)
-    }
-
-    /// Every value of a header, in order.
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.0.header_all(name)
-    }
-
-    /// The names of all headers, each once, in lower case.
-    pub fn header_names(&self) -> Vec<String> {
-        self.0.header_names()
-    }
-
-    /// Sets a header, replacing every previous value.
-    pub fn set_header(&self, name: &str, value: &str) -> Result<(), EditError> {
-        self.0.set_header(name, value).map_err(EditError::from)
-    }
-
-    /// Adds a value to a header, keeping the previous ones.
-    pub fn append_header(&self, name: &str, value: &str) -> Result<(), EditError> {
-        self.0.append_header(name, value).map_err(EditError::from)
-    }
-
-    /// Removes every value of a header.
-    pub fn remove_header(&self, name: &str) {
-        self.0.remove_header(name)
-    }
+    header_accessors!();
 
     /// Reads a property from the per-request property bag, which all plugins
     /// of one request share (e.g. `auth.subject`).
@@ -111,16 +112,11 @@ impl Request {
 /// `on-response`, as sent to the client in `on-log`. The body streams past
 /// and is not visible here.
 #[derive(Debug)]
-#[repr(transparent)]
-pub struct Response(raw::Response);
+pub struct Response<'a>(&'a raw::Response);
 
-impl Response {
-    pub(crate) fn from_raw(raw: &raw::Response) -> &Response {
-        // SAFETY: as in `Request::from_raw`.
-        #[allow(unsafe_code)]
-        unsafe {
-            &*(raw as *const raw::Response).cast::<Response>()
-        }
+impl<'a> Response<'a> {
+    pub(crate) fn from_raw(raw: &'a raw::Response) -> Response<'a> {
+        Response(raw)
     }
 
     /// The status code.
@@ -133,35 +129,7 @@ impl Response {
         self.0.set_status(status).map_err(EditError::from)
     }
 
-    /// The first value of a header, if present. Names are case-insensitive.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.0.header(name)
-    }
-
-    /// Every value of a header, in order.
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.0.header_all(name)
-    }
-
-    /// The names of all headers, each once, in lower case.
-    pub fn header_names(&self) -> Vec<String> {
-        self.0.header_names()
-    }
-
-    /// Sets a header, replacing every previous value.
-    pub fn set_header(&self, name: &str, value: &str) -> Result<(), EditError> {
-        self.0.set_header(name, value).map_err(EditError::from)
-    }
-
-    /// Adds a value to a header, keeping the previous ones.
-    pub fn append_header(&self, name: &str, value: &str) -> Result<(), EditError> {
-        self.0.append_header(name, value).map_err(EditError::from)
-    }
-
-    /// Removes every value of a header.
-    pub fn remove_header(&self, name: &str) {
-        self.0.remove_header(name)
-    }
+    header_accessors!();
 }
 
 /// Why the host refused a header, property, status or target change.

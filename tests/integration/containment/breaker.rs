@@ -10,20 +10,8 @@ use http::StatusCode;
 use super::traffic::metric;
 use crate::support::client::get;
 use crate::support::eventually;
-use crate::support::tandem::{Tandem, TandemBuilder};
+use crate::support::tandem::TandemBuilder;
 use crate::support::upstream::Upstream;
-
-async fn plugin_json(tandem: &Tandem, name: &str) -> serde_json::Value {
-    let plugins: serde_json::Value =
-        serde_json::from_slice(&get(&tandem.admin_url("/plugins")).await.body).unwrap();
-    plugins["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap()
-}
 
 fn settings(failure: &str) -> String {
     format!(
@@ -50,7 +38,7 @@ async fn closed_plugin_trips_fails_fast_and_recovers() {
         let reply = get(&tandem.url("/bad")).await;
         assert_eq!(reply.status, status, "{}", reply.text());
     }
-    let brittle = plugin_json(&tandem, "brittle").await;
+    let brittle = tandem.plugin("brittle").await.unwrap();
     assert_eq!(brittle["state"], "tripped", "{brittle}");
     assert_eq!(brittle["trips"], 1);
     assert_eq!(brittle["failures"], 3);
@@ -98,7 +86,7 @@ async fn closed_plugin_trips_fails_fast_and_recovers() {
     .await;
     assert!(recovered, "serving again after the cool-down");
     assert!(started.elapsed() >= Duration::from_millis(1000));
-    assert_eq!(plugin_json(&tandem, "brittle").await["state"], "serving");
+    assert_eq!(tandem.plugin("brittle").await.unwrap()["state"], "serving");
     let metrics = get(&tandem.admin_url("/metrics")).await.text();
     assert_eq!(
         metric(&metrics, "tandem_plugin_tripped{plugin=\"brittle\"}"),
@@ -123,7 +111,7 @@ async fn open_plugin_trips_and_is_skipped_without_being_called() {
         let reply = get(&tandem.url("/bad")).await;
         assert_eq!(reply.status, StatusCode::OK, "fail-open: skipped");
     }
-    let flaky = plugin_json(&tandem, "flaky").await;
+    let flaky = tandem.plugin("flaky").await.unwrap();
     assert_eq!(flaky["state"], "tripped");
     assert_eq!(
         flaky["failures"], 3,

@@ -18,18 +18,6 @@ use crate::support::upstream::Upstream;
 /// Far above the deadlines below, for a busy machine.
 const ANSWER_BOUND: Duration = Duration::from_secs(5);
 
-async fn plugin_json(tandem: &Tandem, name: &str) -> serde_json::Value {
-    let plugins: serde_json::Value =
-        serde_json::from_slice(&get(&tandem.admin_url("/plugins")).await.body).unwrap();
-    plugins["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 fn looping(failure: &str, prefix: &str, extra: &str) -> String {
     format!(
         "failure = \"{failure}\"\nhook_timeout_ms = 50\n{extra}\
@@ -63,7 +51,7 @@ async fn looping_plugin_is_quarantined_and_released_after_the_cooldown() {
         )
         .spawn()
         .await;
-    assert_eq!(plugin_json(&tandem, "looper").await["state"], "serving");
+    assert_eq!(tandem.plugin("looper").await.unwrap()["state"], "serving");
     let normal = NormalTraffic::start(tandem.url("/normal"));
 
     // The first timeout (on the workers) quarantines; the next calls run on
@@ -72,11 +60,14 @@ async fn looping_plugin_is_quarantined_and_released_after_the_cooldown() {
         expect(&tandem, "/loop", StatusCode::OK).await;
         expect(&tandem, "/strict", StatusCode::INTERNAL_SERVER_ERROR).await;
     }
-    let looper = plugin_json(&tandem, "looper").await;
+    let looper = tandem.plugin("looper").await.unwrap();
     assert_eq!(looper["state"], "quarantined", "{looper}");
     assert!(looper["quarantines"].as_u64().unwrap() >= 1, "{looper}");
     assert!(looper["quarantine_remaining_ms"].as_u64().unwrap() > 0);
-    assert_eq!(plugin_json(&tandem, "strict").await["state"], "quarantined");
+    assert_eq!(
+        tandem.plugin("strict").await.unwrap()["state"],
+        "quarantined"
+    );
 
     let served = normal.finish().await;
     assert!(served.failed.is_empty(), "{:?}", served.failed);
@@ -132,7 +123,7 @@ async fn looping_plugin_is_quarantined_and_released_after_the_cooldown() {
     // A whole cool-down without a timeout ends it; the next call, on the
     // workers again, reports the release.
     let released = eventually(Duration::from_secs(30), async || {
-        plugin_json(&tandem, "looper").await["state"] == "serving"
+        tandem.plugin("looper").await.unwrap()["state"] == "serving"
     })
     .await;
     assert!(released, "out of quarantine after the cool-down");
@@ -144,11 +135,11 @@ async fn looping_plugin_is_quarantined_and_released_after_the_cooldown() {
     );
     assert!(plain(&tandem.logs()).contains("plugin left quarantine"));
     // And a new timeout quarantines it again.
-    let before = plugin_json(&tandem, "looper").await["quarantines"]
+    let before = tandem.plugin("looper").await.unwrap()["quarantines"]
         .as_u64()
         .unwrap();
     expect(&tandem, "/loop", StatusCode::OK).await;
-    let looper = plugin_json(&tandem, "looper").await;
+    let looper = tandem.plugin("looper").await.unwrap();
     assert_eq!(looper["state"], "quarantined", "{looper}");
     assert_eq!(looper["quarantines"].as_u64().unwrap(), before + 1);
 }
@@ -167,7 +158,10 @@ async fn a_flood_to_a_quarantined_plugin_is_refused_beyond_the_lane_cap() {
         .spawn()
         .await;
     expect(&tandem, "/loop", StatusCode::OK).await;
-    assert_eq!(plugin_json(&tandem, "looper").await["state"], "quarantined");
+    assert_eq!(
+        tandem.plugin("looper").await.unwrap()["state"],
+        "quarantined"
+    );
 
     const FLOOD: usize = 48;
     let started = Instant::now();

@@ -213,6 +213,22 @@ impl Tandem {
         format!("http://{}{path}", self.admin)
     }
 
+    /// The admin `/plugins` document.
+    pub async fn plugins(&self) -> serde_json::Value {
+        let reply = super::client::get(&self.admin_url("/plugins")).await;
+        serde_json::from_slice(&reply.body).unwrap()
+    }
+
+    /// The `/plugins` entry of the plugin `name`, if listed.
+    pub async fn plugin(&self, name: &str) -> Option<serde_json::Value> {
+        self.plugins().await["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    }
+
     /// Everything the process has logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
