@@ -1,6 +1,7 @@
 //! `tandem run`, as a checklist: build, bind, announce, serve, drain, flush
 //! the records.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,25 +16,25 @@ use crate::proxy::{Proxy, server};
 /// How often expired shared-state entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Listens for SIGTERM and SIGINT from now on: the handlers are installed
+/// when this is called, not when the returned future is first polled, so a
+/// signal that arrives while Tandem is still starting is not lost (nor does
+/// it kill the process with the default action).
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM");
-            std::future::pending::<()>().await;
-            return;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    })
 }
 
 /// Runs Tandem until a shutdown signal, then drains.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let app = Arc::new(App::start(config).await.context("loading plugins")?);
     let listener = TcpListener::bind(app.config.listen)
         .await
@@ -100,7 +101,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         server::connection_slots(&config.limits),
         config.shutdown_grace,
     )?;
-    let drained = workers.serve_until(shutdown_signal()).await;
+    let drained = workers.serve_until(shutdown).await;
     admin.abort();
     if let Some(app_logs) = app_logs {
         app_logs.abort();

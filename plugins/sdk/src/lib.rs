@@ -71,8 +71,8 @@ mod export;
 mod http;
 pub mod log;
 pub mod metrics;
-pub mod records;
 pub mod properties;
+pub mod records;
 pub mod routes;
 pub mod shared;
 
