@@ -112,13 +112,19 @@ pub fn smoke() -> anyhow::Result<()> {
     let mut checks = vec![
         check("GET  /", || check_root(demo.proxy)),
         check("GET  /admin/x", || check_denied(demo.proxy)),
-        check("POST /echo", || check_echo(demo.proxy)),
+        check("POST /echo without key", || {
+            check_unauthenticated(demo.proxy)
+        }),
+        check("POST /echo with key", || check_echo(demo.proxy)),
+        check("POST /echo x10", || check_rate_limited(demo.proxy)),
         check("GET  admin /plugins", || check_plugins(demo.admin)),
         check("GET  admin /metrics", || check_metrics(demo.admin)),
     ];
     let (tandem, app) = demo.stop()?;
     checks.push(check("stop tandem (SIGTERM)", || stopped_cleanly(&tandem)));
     checks.push(check("stop demo-app (SIGTERM)", || stopped_cleanly(&app)));
+    // Stopping flushed the records writer.
+    checks.push(check("access log", || check_access_log(&dir)));
 
     let failed = checks.iter().filter(|c| c.result.is_err()).count();
     for check in &checks {
@@ -320,7 +326,96 @@ fn wait_ready(admin: SocketAddr, interrupt: &Interrupt) -> anyhow::Result<()> {
     }
 }
 
-/// Copies the example plugins and writes their settings.
+/// The API key the demo accepts on `POST /echo`.
+const DEMO_KEY: &str = "demo-key";
+
+/// The demo's chain: the four first-party concern plugins and the two
+/// examples, with the settings written next to them. Order decides the
+/// request path (lower first); the response path runs in reverse.
+const DEMO_PLUGINS: &[(&str, &str)] = &[
+    (
+        "access-log",
+        "# See plugins/access-log/README.md. First on the request path, so it\n\
+         # sees every exchange; records go to the file sink of tandem.toml.\n\
+         order = 0\n\
+         failure = \"open\"\n\
+         \n\
+         [config]\n\
+         skip_paths = [\"/healthz\"]\n\
+         request_headers = [\"x-api-key\", \"accept\"]\n\
+         redact_headers = [\"authorization\", \"cookie\", \"proxy-authorization\", \"set-cookie\", \"x-api-key\"]\n",
+    ),
+    (
+        "metrics",
+        "# See plugins/metrics/README.md. RED metrics per route on admin /metrics.\n\
+         order = 1\n\
+         failure = \"open\"\n\
+         \n\
+         [config]\n\
+         routes = [\"/\", \"/echo\", \"/slow\", \"/healthz\"]\n",
+    ),
+    (
+        "auth",
+        "# See plugins/auth/README.md. POST /echo needs an API key; the rest is public.\n\
+         order = 10\n\
+         failure = \"closed\"\n\
+         \n\
+         [config]\n\
+         realm = \"demo\"\n\
+         default_access = \"public\"\n\
+         \n\
+         [config.api_keys]\n\
+         header = \"x-api-key\"\n\
+         \n\
+         [[config.api_keys.keys]]\n\
+         id = \"demo-client\"\n\
+         # printf %s demo-key | sha256sum\n\
+         sha256 = \"c48a01f49fd0f2cc404bc3cbbc80e91457a3d41bb429a695243de4c61794155c\"\n\
+         \n\
+         [[config.rules]]\n\
+         prefix = \"/echo\"\n\
+         access = \"authenticated\"\n",
+    ),
+    (
+        "rate-limit",
+        "# See plugins/rate-limit/README.md. 1 POST /echo per second per caller, 3 at once.\n\
+         order = 20\n\
+         failure = \"open\"\n\
+         \n\
+         [config]\n\
+         [[config.rules]]\n\
+         name = \"echo\"\n\
+         prefix = \"/echo\"\n\
+         rate = 1\n\
+         burst = 3\n\
+         key = [\"api-key\", \"client-addr\"]\n",
+    ),
+    (
+        "add-header",
+        "# See plugins/add-header/README.md. Only cosmetic: a failure skips it.\n\
+         order = 30\n\
+         failure = \"open\"\n\
+         \n\
+         [config]\n\
+         headers = { \"x-served-by\" = \"tandem\" }\n",
+    ),
+    (
+        "deny-path",
+        "# See plugins/deny-path/README.md. A broken deny-path must fail requests,\n\
+         # not let them through.\n\
+         order = 40\n\
+         failure = \"closed\"\n\
+         \n\
+         [config]\n\
+         prefixes = [\"/admin\"]\n\
+         status = 403\n",
+    ),
+];
+
+/// The file the access-log plugin's records go to, next to tandem.toml.
+const ACCESS_LOG_FILE: &str = "access.log";
+
+/// Copies the plugins and writes their settings.
 fn write_plugins(dir: &Path) -> anyhow::Result<()> {
     let plugins = dir.join("plugins");
     // Start clean, so no plugin from an earlier run lingers in the chain.
@@ -329,34 +424,20 @@ fn write_plugins(dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot empty {}", plugins.display()))?;
     }
     fs::create_dir_all(&plugins).with_context(|| format!("cannot create {}", plugins.display()))?;
-    for name in ["add-header", "deny-path"] {
+    // And a fresh access log, so the smoke test reads only this run's.
+    let _ = fs::remove_file(dir.join(ACCESS_LOG_FILE));
+    for (name, settings) in DEMO_PLUGINS {
         let component = workspace::plugin_component(name);
         let copy = plugins.join(format!("{name}.wasm"));
         fs::copy(&component, &copy).with_context(|| {
             format!("cannot copy {} to {}", component.display(), copy.display())
         })?;
+        write(
+            &plugins.join(format!("{name}.toml")),
+            &format!("# Written by `cargo xtask demo`.\n{settings}"),
+        )?;
     }
-    write(
-        &plugins.join("add-header.toml"),
-        "# Written by `cargo xtask demo`. See plugins/add-header/README.md.\n\
-         order = 10\n\
-         # Only cosmetic: a failure skips it rather than failing the request.\n\
-         failure = \"open\"\n\
-         \n\
-         [config]\n\
-         headers = { \"x-served-by\" = \"tandem\" }\n",
-    )?;
-    write(
-        &plugins.join("deny-path.toml"),
-        "# Written by `cargo xtask demo`. See plugins/deny-path/README.md.\n\
-         order = 20\n\
-         # A broken deny-path must fail requests, not let them through.\n\
-         failure = \"closed\"\n\
-         \n\
-         [config]\n\
-         prefixes = [\"/admin\"]\n\
-         status = 403\n",
-    )
+    Ok(())
 }
 
 fn tandem_toml(path: &Path, app: SocketAddr, ports: &Ports) -> String {
@@ -370,7 +451,12 @@ fn tandem_toml(path: &Path, app: SocketAddr, ports: &Ports) -> String {
          shutdown_grace_ms = 2000\n\
          \n\
          [plugins]\n\
-         dir = \"plugins\"\n",
+         dir = \"plugins\"\n\
+         \n\
+         # Access records (from the access-log plugin), one JSON line each.\n\
+         [records]\n\
+         sink = \"file\"\n\
+         path = \"{ACCESS_LOG_FILE}\"\n",
         config = relative(path),
         proxy = ports.proxy,
         admin = ports.admin,
@@ -395,26 +481,34 @@ fn banner(demo: &Demo) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "\nTandem is running in front of demo-app, with two plugins:\n\
-         \x20 add-header (order 10)  sets `x-served-by: tandem` on every response\n\
-         \x20 deny-path  (order 20)  answers 403 to paths under /admin\n\
+        "\nTandem is running in front of demo-app, with six plugins (request path in this order):\n\
+         \x20 access-log (order 0)   one JSON line per request to {access_log}\n\
+         \x20 metrics    (order 1)   RED metrics per route on admin /metrics\n\
+         \x20 auth       (order 10)  POST /echo needs `x-api-key: {DEMO_KEY}`; the rest is public\n\
+         \x20 rate-limit (order 20)  POST /echo: 3 at once, then 1 per second per caller\n\
+         \x20 add-header (order 30)  sets `x-served-by: tandem` on every response\n\
+         \x20 deny-path  (order 40)  answers 403 to paths under /admin\n\
          \n\
          \x20 proxy   http://{}  ->  demo-app http://{}\n\
          \x20 admin   http://{}\n\
          \x20 config  {}\n\
          \n\
          Try:\n\
-         \x20 curl -i {proxy}/                         # the request as the app saw it; note x-served-by\n\
+         \x20 curl -i {proxy}/                         # the request as the app saw it; note x-served-by and x-request-id\n\
          \x20 curl -i {proxy}/admin/x                  # 403 from deny-path; the app never sees it\n\
-         \x20 curl -s -d hello {proxy}/echo            # a body through the proxy\n\
+         \x20 curl -i -d hello {proxy}/echo            # 401 from auth: no API key\n\
+         \x20 curl -i -H 'x-api-key: {DEMO_KEY}' -d hello {proxy}/echo   # 200, with RateLimit headers\n\
+         \x20 for i in 1 2 3 4 5; do curl -s -o /dev/null -w '%{{http_code}} ' -H 'x-api-key: {DEMO_KEY}' -d x {proxy}/echo; done; echo   # 429s\n\
+         \x20 tail {access_log}              # the access records, x-api-key redacted\n\
          \x20 curl -s {admin}/plugins                  # the chain, as JSON\n\
-         \x20 curl -s {admin}/metrics | grep tandem_   # Tandem's metrics\n\
+         \x20 curl -s {admin}/metrics | grep -E '^(tandem_|http_|auth_|rate_limit)'   # metrics\n\
          \n\
          Press Ctrl-C to stop.",
         demo.proxy,
         demo.app_addr,
         demo.admin,
         relative(&demo.dir.join("tandem.toml")),
+        access_log = relative(&demo.dir.join(ACCESS_LOG_FILE)),
     );
     text
 }
@@ -482,9 +576,24 @@ fn check_denied(proxy: SocketAddr) -> anyhow::Result<String> {
     Ok(format!("403 from deny-path, {}", response.text().trim()))
 }
 
+fn check_unauthenticated(proxy: SocketAddr) -> anyhow::Result<String> {
+    let response = http::post(proxy, "/echo", b"who am I")?;
+    ensure!(
+        response.status == 401,
+        "expected 401 from auth, got {}",
+        response.status
+    );
+    let challenge = response.header("www-authenticate").unwrap_or_default();
+    ensure!(
+        challenge.starts_with("Bearer realm=\"demo\""),
+        "expected a Bearer challenge, got {challenge:?}"
+    );
+    Ok(format!("401 from auth, www-authenticate: {challenge}"))
+}
+
 fn check_echo(proxy: SocketAddr) -> anyhow::Result<String> {
     let sent = b"hello through tandem";
-    let response = http::post(proxy, "/echo", sent)?;
+    let response = http::post_with(proxy, "/echo", sent, &[("x-api-key", DEMO_KEY)])?;
     ensure!(
         response.status == 200,
         "expected 200, got {}",
@@ -495,7 +604,72 @@ fn check_echo(proxy: SocketAddr) -> anyhow::Result<String> {
         "expected the body back, got {:?}",
         response.text()
     );
-    Ok(format!("200, {} bytes back", response.body.len()))
+    let quota = response.header("ratelimit").unwrap_or_default();
+    ensure!(
+        !quota.is_empty(),
+        "expected a RateLimit header from rate-limit"
+    );
+    Ok(format!(
+        "200, {} bytes back, ratelimit: {quota}",
+        response.body.len()
+    ))
+}
+
+fn check_rate_limited(proxy: SocketAddr) -> anyhow::Result<String> {
+    // The rule allows 3 at once, then 1 per second: ten in a row overflow it.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let response = http::post_with(proxy, "/echo", b"again", &[("x-api-key", DEMO_KEY)])?;
+        if response.status == 429 {
+            let retry_after = response.header("retry-after").unwrap_or_default();
+            ensure!(!retry_after.is_empty(), "a 429 without Retry-After");
+            statuses.push(response.status);
+            return Ok(format!(
+                "429 from rate-limit after {} allowed, retry-after: {retry_after}",
+                statuses.len() - 1
+            ));
+        }
+        ensure!(
+            response.status == 200,
+            "expected 200 or 429, got {}",
+            response.status
+        );
+        statuses.push(response.status);
+    }
+    bail!("ten requests at once were all allowed: {statuses:?}")
+}
+
+fn check_access_log(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(ACCESS_LOG_FILE);
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("an access record is not JSON")?;
+    let echo = records
+        .iter()
+        .find(|r| r["method"] == "POST" && r["path"] == "/echo" && r["status"] == 200)
+        .context("no access record of the allowed POST /echo")?;
+    ensure!(
+        echo["auth_subject"] == "demo-client",
+        "expected auth_subject demo-client, got {}",
+        echo["auth_subject"]
+    );
+    ensure!(
+        echo["request_headers"]["x-api-key"] == "[REDACTED]",
+        "the API key is not redacted: {}",
+        echo["request_headers"]
+    );
+    ensure!(
+        !records.iter().any(|r| r["path"] == "/healthz"),
+        "/healthz is logged although skipped"
+    );
+    Ok(format!(
+        "{} records; POST /echo by demo-client, x-api-key [REDACTED]",
+        records.len()
+    ))
 }
 
 fn check_plugins(admin: SocketAddr) -> anyhow::Result<String> {
@@ -510,9 +684,10 @@ fn check_plugins(admin: SocketAddr) -> anyhow::Result<String> {
         .as_array()
         .context("no `plugins` list in /plugins")?;
     let names: Vec<&str> = plugins.iter().filter_map(|p| p["name"].as_str()).collect();
+    let expected: Vec<&str> = DEMO_PLUGINS.iter().map(|(name, _)| *name).collect();
     ensure!(
-        names == ["add-header", "deny-path"],
-        "expected add-header then deny-path, got {names:?}"
+        names == expected,
+        "expected {expected:?} in chain order, got {names:?}"
     );
     for plugin in plugins {
         ensure!(
@@ -545,12 +720,18 @@ fn check_metrics(admin: SocketAddr) -> anyhow::Result<String> {
         .filter(|line| line.starts_with("tandem_"))
         .count();
     ensure!(samples > 0, "no tandem_ samples in /metrics");
-    ensure!(
-        text.contains("deny_path_rejections_total"),
-        "no deny_path_rejections_total (deny-path's own counter) in /metrics"
-    );
+    for metric in [
+        "deny_path_rejections_total",
+        "http_requests_total{",
+        "auth_decisions_total{",
+    ] {
+        ensure!(
+            text.contains(metric),
+            "no {metric} (a plugin's own metric) in /metrics"
+        );
+    }
     Ok(format!(
-        "200, {samples} tandem_ samples and deny_path_rejections_total"
+        "200, {samples} tandem_ samples, http_requests_total (metrics), auth_decisions_total, deny_path_rejections_total"
     ))
 }
 

@@ -46,12 +46,22 @@ impl Response {
 
 /// `GET path` from `addr`.
 pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
-    request(addr, "GET", path, None)
+    request(addr, "GET", path, None, &[])
 }
 
 /// `POST path` to `addr` with a `text/plain` body.
 pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> anyhow::Result<Response> {
-    request(addr, "POST", path, Some(body))
+    request(addr, "POST", path, Some(body), &[])
+}
+
+/// `POST path` to `addr` with a `text/plain` body and more headers.
+pub fn post_with(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Response> {
+    request(addr, "POST", path, Some(body), headers)
 }
 
 fn request(
@@ -59,6 +69,7 @@ fn request(
     method: &str,
     path: &str,
     body: Option<&[u8]>,
+    headers: &[(&str, &str)],
 ) -> anyhow::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .with_context(|| format!("cannot connect to {addr}"))?;
@@ -67,6 +78,9 @@ fn request(
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nuser-agent: cargo-xtask\r\nconnection: close\r\n"
     );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some(body) = body {
         head.push_str(&format!(
             "content-type: text/plain\r\ncontent-length: {}\r\n",
