@@ -242,26 +242,9 @@ async fn every_language_refuses_a_bad_config_with_the_same_message() {
 
 /// Runs `tandem replay` and returns stdout, failing on a non-zero exit.
 fn replay(wasm: &Path, extra: &[&str]) -> String {
-    let output = Command::new(TANDEM)
-        .arg("replay")
-        .arg(wasm)
-        .arg("--requests")
-        .arg(examples_dir().join("requests.jsonl"))
-        .arg("--config")
-        .arg(examples_dir().join("require-header.toml"))
-        .arg("--name")
-        .arg("require-header")
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "replay of {} failed: {stdout}{}",
-        wasm.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    let requests = examples_dir().join("requests.jsonl");
+    let settings = examples_dir().join("require-header.toml");
+    crate::support::replay::run(wasm, &requests, &settings, "require-header", extra)
 }
 
 /// The replay report without what differs between languages and runs: hook

@@ -2,12 +2,11 @@
 //! through `records.emit` show in the report, per hook.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::support::plugins::{repo_root, wasm};
-use crate::support::tandem::TANDEM;
+use crate::support::replay;
 
 /// access-log's settings for the checked-in exchanges: health checks are
 /// not logged, and the record carries a request header.
@@ -20,25 +19,14 @@ static_fields = { service = "orders" }
 /// Runs `tandem replay` of access-log over its checked-in exchanges and
 /// returns stdout, failing on a non-zero exit.
 fn replay_access_log(settings: &Path, extra: &[&str]) -> String {
-    let output = Command::new(TANDEM)
-        .arg("replay")
-        .arg(wasm("access-log"))
-        .arg("--requests")
-        .arg(repo_root().join("plugins/access-log/requests.jsonl"))
-        .arg("--config")
-        .arg(settings)
-        .arg("--name")
-        .arg("access-log")
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "replay failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    let requests = repo_root().join("plugins/access-log/requests.jsonl");
+    replay::run(
+        &wasm("access-log"),
+        &requests,
+        settings,
+        "access-log",
+        extra,
+    )
 }
 
 /// The records the `on-log` hook of one reported exchange emitted.

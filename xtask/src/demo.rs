@@ -112,6 +112,7 @@ pub fn smoke() -> anyhow::Result<()> {
     let mut checks = vec![
         check("GET  /", || check_root(demo.proxy)),
         check("GET  /admin/x", || check_denied(demo.proxy)),
+        check("GET  /healthz", || check_health(demo.proxy)),
         check("POST /echo without key", || {
             check_unauthenticated(demo.proxy)
         }),
@@ -574,6 +575,17 @@ fn check_denied(proxy: SocketAddr) -> anyhow::Result<String> {
         "expected add-header to mark the 403 too, got x-served-by {served_by:?}"
     );
     Ok(format!("403 from deny-path, {}", response.text().trim()))
+}
+
+fn check_health(proxy: SocketAddr) -> anyhow::Result<String> {
+    let response = http::get(proxy, "/healthz")?;
+    ensure!(
+        response.status == 200,
+        "expected 200, got {}",
+        response.status
+    );
+    // The access log must not record it (skip_paths): see the last check.
+    Ok("200 (access-log skips it)".into())
 }
 
 fn check_unauthenticated(proxy: SocketAddr) -> anyhow::Result<String> {

@@ -12,7 +12,9 @@
 //! The request path only reads two atomics when the breaker is closed.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::since::Since;
 
 /// Whether a call may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +45,7 @@ pub const HOOKS: usize = 4;
 pub struct Breaker {
     trip_after: u32,
     cooldown: Duration,
-    epoch: Instant,
+    epoch: Since,
     consecutive: [AtomicU32; HOOKS],
     /// End of the cool-down in nanoseconds since `epoch`; 0 when closed.
     open_until: AtomicU64,
@@ -57,19 +59,11 @@ impl Breaker {
         Self {
             trip_after,
             cooldown,
-            epoch: Instant::now(),
+            epoch: Since::now(),
             consecutive: Default::default(),
             open_until: AtomicU64::new(0),
             trips: AtomicU64::new(0),
         }
-    }
-
-    fn now(&self) -> u64 {
-        self.epoch
-            .elapsed()
-            .as_nanos()
-            .try_into()
-            .unwrap_or(u64::MAX)
     }
 
     /// Whether to call the plugin now.
@@ -78,7 +72,7 @@ impl Breaker {
         if until == 0 {
             return Admission::Call;
         }
-        let now = self.now();
+        let now = self.epoch.nanos();
         if now < until {
             Admission::Tripped(Duration::from_nanos(until - now))
         } else {
@@ -116,7 +110,8 @@ impl Breaker {
         // One more failure after the cool-down trips it again at once.
         consecutive.store(self.trip_after - 1, Ordering::Relaxed);
         let until = self
-            .now()
+            .epoch
+            .nanos()
             .saturating_add(self.cooldown.as_nanos().try_into().unwrap_or(u64::MAX));
         self.open_until.store(until.max(1), Ordering::Relaxed);
         self.trips.fetch_add(1, Ordering::Relaxed);

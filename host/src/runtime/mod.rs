@@ -13,6 +13,7 @@ pub mod log_budget;
 pub mod output;
 pub mod plugin;
 pub mod quarantine;
+pub mod since;
 pub mod state;
 pub mod yielder;
 

@@ -14,7 +14,9 @@
 //! The request path reads one atomic when the plugin is not quarantined.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::since::Since;
 
 /// Where the next call of the plugin runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +33,7 @@ pub enum Placement {
 /// The quarantine state of one plugin version.
 pub struct Quarantine {
     cooldown: Duration,
-    epoch: Instant,
+    epoch: Since,
     /// End of the quarantine in nanoseconds since `epoch`; 0 when the
     /// plugin is not (or no longer known to be) quarantined.
     until: AtomicU64,
@@ -43,18 +45,10 @@ impl Quarantine {
     pub fn new(cooldown: Duration) -> Self {
         Self {
             cooldown,
-            epoch: Instant::now(),
+            epoch: Since::now(),
             until: AtomicU64::new(0),
             entries: AtomicU64::new(0),
         }
-    }
-
-    fn now(&self) -> u64 {
-        self.epoch
-            .elapsed()
-            .as_nanos()
-            .try_into()
-            .unwrap_or(u64::MAX)
     }
 
     /// Where the next call runs.
@@ -64,7 +58,7 @@ impl Quarantine {
             if until == 0 {
                 return Placement::Workers;
             }
-            if self.now() < until {
+            if self.epoch.nanos() < until {
                 return Placement::Lane;
             }
             // Over: the one call that clears it reports the release. A
@@ -87,7 +81,7 @@ impl Quarantine {
         if self.cooldown.is_zero() {
             return false;
         }
-        let now = self.now();
+        let now = self.epoch.nanos();
         let until = now
             .saturating_add(self.cooldown.as_nanos().try_into().unwrap_or(u64::MAX))
             .max(1);
@@ -104,7 +98,7 @@ impl Quarantine {
     /// Time left in the quarantine, if the plugin is in it.
     pub fn remaining(&self) -> Option<Duration> {
         let until = self.until.load(Ordering::Relaxed);
-        let now = self.now();
+        let now = self.epoch.nanos();
         (until != 0 && now < until).then(|| Duration::from_nanos(until - now))
     }
 
