@@ -1,5 +1,7 @@
-//! The pooled HTTP client set-up shared by the proxy (to the upstream) and
-//! the HTTP records sink (to the collector), and how their errors are told.
+//! The pooled HTTP client of the HTTP records sink (to the collector), and
+//! how client errors are told, for the sink and the proxy alike. (The proxy
+//! keeps its own per-worker pool of upstream connections:
+//! `proxy::upstream_pool`.)
 
 use std::time::Duration;
 

@@ -16,27 +16,27 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::body::{Completion, CountingBody, ResponseBody};
 use super::errors::ProxyError;
 use super::headers;
 use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
 use super::upgrade;
+use super::upstream_pool::UpstreamPool;
 use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
 use crate::config::Limits;
-use crate::http_client::{self, error_chain};
+use crate::http_client::error_chain;
 use crate::metrics::Metrics;
 use crate::replay::recorder::Recording;
 use crate::runtime::bindings::Exchange;
-use crate::runtime::exchange::{Properties, RequestHead, ResponseHead};
+use crate::runtime::exchange::{RequestHead, RequestHeadFields, ResponseHead};
 use crate::runtime::plugin::PluginReply;
 
-/// The proxy: the current chain, the upstream and a pooled client for it.
+/// The proxy: the current chain, the upstream and a pool of connections to
+/// it (one proxy per worker, so one pool per worker).
 pub struct Proxy {
     chain: Arc<ArcSwap<Chain>>,
-    client: Client<HttpConnector, CountingBody>,
+    pool: UpstreamPool<CountingBody>,
     upstream: http::uri::Authority,
     upstream_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -126,6 +126,11 @@ impl Completion for ExchangeDone {
     }
 }
 
+/// How long an upstream connection may sit unused before it is closed.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle upstream connections kept per worker.
+const MAX_IDLE_UPSTREAM_CONNECTIONS: usize = 1024;
+
 fn micros(duration: Duration) -> u64 {
     duration.as_micros().try_into().unwrap_or(u64::MAX)
 }
@@ -138,12 +143,12 @@ fn copy_request_head(head: &RequestHead) -> RequestHead {
     *copy.uri_mut() = head.parts.uri.clone();
     *copy.version_mut() = head.parts.version;
     *copy.headers_mut() = head.parts.headers.clone();
-    RequestHead {
+    RequestHead::from(RequestHeadFields {
         parts: copy.into_parts().0,
         client_addr: head.client_addr,
         scheme: head.scheme,
         properties: head.properties.clone(),
-    }
+    })
 }
 
 fn copy_response_head(parts: &http::response::Parts) -> ResponseHead {
@@ -171,10 +176,15 @@ impl Proxy {
         upstream_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let client = http_client::pooled(upstream_timeout, Duration::from_secs(90), 1024);
+        let pool = UpstreamPool::new(
+            upstream.clone(),
+            upstream_timeout,
+            UPSTREAM_IDLE_TIMEOUT,
+            MAX_IDLE_UPSTREAM_CONNECTIONS,
+        );
         Self {
             chain,
-            client,
+            pool,
             upstream,
             upstream_timeout,
             metrics,
@@ -259,12 +269,7 @@ impl Proxy {
             verdict,
         };
         let mut recording = Recording::start(&parts, client_addr);
-        let head = RequestHead {
-            parts,
-            client_addr,
-            scheme: "http",
-            properties: Properties::default(),
-        };
+        let head = RequestHead::new(parts, client_addr, "http");
 
         let (head, verdict) = chain.on_request(head).await;
         let keep_request = chain.has_on_response() || chain.has_on_log();
@@ -393,19 +398,18 @@ impl Proxy {
         upgrade: Option<HeaderValue>,
         request_bytes: &Arc<AtomicU64>,
     ) -> Result<(Response<Incoming>, Duration), (ProxyError, Option<Duration>)> {
-        let RequestHead {
+        let RequestHeadFields {
             mut parts,
             client_addr,
             scheme,
             ..
-        } = head;
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(self.upstream.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| (ProxyError::UpstreamFailed(e.to_string()), None))?;
+        } = head.into_fields();
+        // The request line carries the origin form (path and query); the
+        // authority travels in Host.
+        let origin_form = match parts.uri.path_and_query() {
+            Some(target) => Uri::from(target.clone()),
+            None => Uri::from_static("/"),
+        };
         let authority = parts.uri.authority().cloned();
         headers::for_upstream(
             &mut parts.headers,
@@ -414,7 +418,13 @@ impl Proxy {
             scheme,
             upgrade,
         );
-        parts.uri = uri;
+        if !parts.headers.contains_key(http::header::HOST)
+            && let Ok(host) = HeaderValue::from_str(self.upstream.as_str())
+        {
+            // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
+            parts.headers.insert(http::header::HOST, host);
+        }
+        parts.uri = origin_form;
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
         let ClientBody {
@@ -424,7 +434,7 @@ impl Proxy {
         } = body;
         let request = Request::from_parts(parts, CountingBody::new(body, request_bytes.clone()));
         let sent = Instant::now();
-        match tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await {
+        match tokio::time::timeout(self.upstream_timeout, self.pool.send(request)).await {
             Ok(Ok(response)) => Ok((response, sent.elapsed())),
             Ok(Err(error)) => {
                 // The upstream call failed because the client's body broke a

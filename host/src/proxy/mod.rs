@@ -9,6 +9,7 @@ pub mod headers;
 pub mod limits;
 pub mod server;
 pub mod upgrade;
+pub mod upstream_pool;
 pub mod workers;
 
 pub use handler::Proxy;

@@ -18,7 +18,7 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::exchange::{Properties, RequestHead, ResponseHead};
+use crate::runtime::exchange::{RequestHead, ResponseHead};
 
 /// Headers as `[[name, value], ...]` or `{name: value, ...}`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
@@ -138,12 +138,11 @@ impl Record {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = self.headers.to_header_map("headers")?;
-        Ok(RequestHead {
-            parts: request.into_parts().0,
-            client_addr: self.client,
+        Ok(RequestHead::new(
+            request.into_parts().0,
+            self.client,
             scheme,
-            properties: Properties::default(),
-        })
+        ))
     }
 
     /// The response head of the upstream, or why it cannot be one.

@@ -29,8 +29,14 @@ pub const MAX_PROPERTIES: usize = 128;
 /// Longest property key plus value, in bytes.
 pub const MAX_PROPERTY_BYTES: usize = 8 * 1024;
 
-/// The request as the chain sees it.
-pub struct RequestHead {
+/// The request as the chain sees it: boxed, because the head moves into
+/// and out of a store at every hook call, through several layers of
+/// futures, and a pointer moves for nothing where the fields (some 300
+/// bytes) would be copied each time.
+pub struct RequestHead(Box<RequestHeadFields>);
+
+/// What [`RequestHead`] holds.
+pub struct RequestHeadFields {
     /// Method, target, version and headers.
     pub parts: http::request::Parts,
     /// The peer address of the client connection.
@@ -39,6 +45,43 @@ pub struct RequestHead {
     pub scheme: &'static str,
     /// Facts that plugins pass to each other for this request.
     pub properties: Properties,
+}
+
+impl RequestHead {
+    /// A head with an empty property bag.
+    pub fn new(parts: http::request::Parts, client_addr: SocketAddr, scheme: &'static str) -> Self {
+        Self::from(RequestHeadFields {
+            parts,
+            client_addr,
+            scheme,
+            properties: Properties::default(),
+        })
+    }
+
+    /// The fields, unboxed.
+    pub fn into_fields(self) -> RequestHeadFields {
+        *self.0
+    }
+}
+
+impl From<RequestHeadFields> for RequestHead {
+    fn from(fields: RequestHeadFields) -> Self {
+        Self(Box::new(fields))
+    }
+}
+
+impl std::ops::Deref for RequestHead {
+    type Target = RequestHeadFields;
+
+    fn deref(&self) -> &RequestHeadFields {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for RequestHead {
+    fn deref_mut(&mut self) -> &mut RequestHeadFields {
+        &mut self.0
+    }
 }
 
 /// The response head as the chain sees it.

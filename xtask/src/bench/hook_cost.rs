@@ -10,7 +10,7 @@ use tandem::metrics::Metrics;
 use tandem::records::Records;
 use tandem::records::config::RecordsConfig;
 use tandem::runtime::Runtime;
-use tandem::runtime::exchange::{Properties, RequestHead};
+use tandem::runtime::exchange::RequestHead;
 use tandem::runtime::loader::load_plugin;
 use tandem::shared_state::SharedState;
 
@@ -31,12 +31,11 @@ fn request() -> RequestHead {
         .header("x-request-id", "abc")
         .body(())
         .expect("valid request");
-    RequestHead {
-        parts: request.into_parts().0,
-        client_addr: "127.0.0.1:40000".parse().expect("valid address"),
-        scheme: "http",
-        properties: Properties::default(),
-    }
+    RequestHead::new(
+        request.into_parts().0,
+        "127.0.0.1:40000".parse().expect("valid address"),
+        "http",
+    )
 }
 
 async fn mean_call(dir: &Path, name: &str, calls: u32) -> anyhow::Result<Duration> {

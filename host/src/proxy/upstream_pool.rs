@@ -1,0 +1,314 @@
+//! A worker's keep-alive connections to the upstream.
+//!
+//! Every proxy worker owns one pool, and every connection in it is driven
+//! by a task on that worker's own event loop, so a request, its upstream
+//! connection and the response never leave the thread that accepted the
+//! client. This replaces hyper-util's general-purpose client, whose pool is
+//! shared, keyed by host and hands each connection back through a task of
+//! its own once a response ends; here a connection goes back as soon as its
+//! response head is in, and the next request takes the newest one that is
+//! ready again (its previous response body read to the end).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Why a request got no response from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made.
+    #[error("connecting to {authority}: {source}")]
+    Connect {
+        /// Where to.
+        authority: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The connection was made but the exchange failed.
+    #[error(transparent)]
+    Exchange(#[from] hyper::Error),
+}
+
+impl UpstreamError {
+    /// True if no connection could be made (refused, unreachable, timed out).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Connect { .. })
+    }
+}
+
+/// A connection waiting for its next request.
+struct IdleConnection<B> {
+    sender: SendRequest<B>,
+    since: Instant,
+}
+
+/// One worker's connections to one upstream, for requests with bodies of
+/// type `B`.
+pub struct UpstreamPool<B> {
+    authority: http::uri::Authority,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    /// Newest last. Only this worker's thread touches it, so the lock is
+    /// never contended; it is there because hyper's services must be `Send`.
+    idle: Mutex<Vec<IdleConnection<B>>>,
+}
+
+impl<B> UpstreamPool<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// A pool for `authority` that connects within `connect_timeout` and
+    /// keeps up to `max_idle` connections for `idle_timeout` each.
+    pub fn new(
+        authority: http::uri::Authority,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> Self {
+        Self {
+            authority,
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends `request` (origin-form target, headers as they go upstream) on
+    /// a pooled connection or a new one, and waits for the response head.
+    pub async fn send(&self, mut request: Request<B>) -> Result<Response<Incoming>, UpstreamError> {
+        loop {
+            let (mut sender, reused) = match self.checkout() {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.checkin(sender);
+                    return Ok(response);
+                }
+                Err(mut failed) => match failed.take_message() {
+                    // The upstream closed a pooled connection while it sat
+                    // idle, and the request was never written: it goes
+                    // again. A new connection that fails is an answer.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Exchange(failed.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The newest idle connection that can take a request now; closed and
+    /// expired ones are dropped on the way.
+    fn checkout(&self) -> Option<SendRequest<B>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut now = None;
+        let mut index = idle.len();
+        while index > 0 {
+            index -= 1;
+            let entry = &idle[index];
+            if entry.sender.is_closed() {
+                idle.swap_remove(index);
+                continue;
+            }
+            let now = *now.get_or_insert_with(Instant::now);
+            if now.duration_since(entry.since) > self.idle_timeout {
+                idle.swap_remove(index);
+                continue;
+            }
+            // Not ready: its last response body is still on its way.
+            if entry.sender.is_ready() {
+                return Some(idle.swap_remove(index).sender);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection back once its response head is in; it is taken
+    /// again once ready. Beyond `max_idle`, it closes when its response ends.
+    fn checkin(&self, sender: SendRequest<B>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(IdleConnection {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// A new connection, driven by a task on this worker's runtime.
+    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+        let connect_error = |source| UpstreamError::Connect {
+            authority: self.authority.to_string(),
+            source,
+        };
+        let address = (
+            self.authority.host(),
+            self.authority.port_u16().unwrap_or(80),
+        );
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
+                Ok(connected) => connected.map_err(connect_error)?,
+                Err(_) => {
+                    return Err(connect_error(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection within {:?}", self.connect_timeout),
+                    )));
+                }
+            };
+        // Heads and small bodies go out at once, as from any proxy.
+        stream.set_nodelay(true).map_err(connect_error)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    type Pool = UpstreamPool<Empty<Bytes>>;
+
+    fn pool(address: std::net::SocketAddr) -> Pool {
+        let authority = address.to_string().parse().expect("an authority");
+        UpstreamPool::new(
+            authority,
+            Duration::from_secs(2),
+            Duration::from_secs(90),
+            8,
+        )
+    }
+
+    fn get(path: &str) -> Request<Empty<Bytes>> {
+        Request::get(path)
+            .header("host", "upstream")
+            .body(Empty::new())
+            .expect("a request")
+    }
+
+    /// An upstream that answers every request head it reads with `body`
+    /// and counts its connections; with `one_per_connection` it closes each
+    /// connection after one answer without saying so (no
+    /// `connection: close`), as an upstream whose keep-alive timer fired
+    /// would.
+    async fn upstream(
+        body: &'static [u8],
+        one_per_connection: bool,
+    ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let Ok(read) = stream.read(&mut chunk).await else {
+                            return;
+                        };
+                        if read == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..read]);
+                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buffer.drain(..end + 4);
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            let sent = async {
+                                stream.write_all(head.as_bytes()).await?;
+                                stream.write_all(body).await
+                            };
+                            if sent.await.is_err() || one_per_connection {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    async fn body_of(response: Response<Incoming>) -> Bytes {
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes()
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_share_one_connection() {
+        let (address, accepted) = upstream(b"ok", false).await;
+        let pool = pool(address);
+        for _ in 0..5 {
+            let response = pool.send(get("/")).await.expect("a response");
+            assert_eq!(body_of(response).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_receiving_its_body_is_not_given_out() {
+        static LARGE: [u8; 4 << 20] = [b'x'; 4 << 20];
+        let (address, accepted) = upstream(&LARGE, false).await;
+        let pool = pool(address);
+        let first = pool.send(get("/")).await.expect("a response");
+        // The first body is unread and too large to sit in buffers, so its
+        // connection is busy receiving it.
+        let second = pool.send(get("/")).await.expect("a response");
+        assert_eq!(body_of(second).await.len(), LARGE.len());
+        assert_eq!(body_of(first).await.len(), LARGE.len());
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn connections_the_upstream_closed_while_idle_are_replaced_without_an_error() {
+        let (address, accepted) = upstream(b"ok", true).await;
+        let pool = pool(address);
+        for round in 0..10 {
+            let response = pool
+                .send(get("/"))
+                .await
+                .unwrap_or_else(|e| panic!("request {round} failed: {e}"));
+            assert_eq!(body_of(response).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 10);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        drop(listener);
+        let error = pool(address).send(get("/")).await.expect_err("refused");
+        assert!(error.is_connect(), "{error}");
+    }
+}
