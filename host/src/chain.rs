@@ -81,6 +81,7 @@ pub enum AppLogDrop {
 #[derive(Default)]
 pub struct Chain {
     plugins: Vec<Arc<PluginVersion>>,
+    any_on_request: bool,
     any_on_response: bool,
     any_on_log: bool,
 }
@@ -88,10 +89,12 @@ pub struct Chain {
 impl Chain {
     /// A chain of `plugins`, already in chain order.
     pub fn new(plugins: Vec<Arc<PluginVersion>>) -> Self {
+        let any_on_request = plugins.iter().any(|p| p.hooks.on_request);
         let any_on_response = plugins.iter().any(|p| p.hooks.on_response);
         let any_on_log = plugins.iter().any(|p| p.hooks.on_log);
         Self {
             plugins,
+            any_on_request,
             any_on_response,
             any_on_log,
         }
@@ -105,6 +108,11 @@ impl Chain {
     /// The name of the plugin at a position.
     pub fn name(&self, position: usize) -> &str {
         self.plugins.get(position).map(|p| &*p.name).unwrap_or("?")
+    }
+
+    /// Whether any plugin has an `on-request` hook.
+    pub fn has_on_request(&self) -> bool {
+        self.any_on_request
     }
 
     /// Whether any plugin has an `on-response` hook.

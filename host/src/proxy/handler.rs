@@ -131,6 +131,8 @@ const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle upstream connections kept per worker.
 const MAX_IDLE_UPSTREAM_CONNECTIONS: usize = 1024;
 
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 fn micros(duration: Duration) -> u64 {
     duration.as_micros().try_into().unwrap_or(u64::MAX)
 }
@@ -243,12 +245,12 @@ impl Proxy {
             Some(_) => parts.extensions.remove::<OnUpgrade>(),
             None => None,
         };
-        let request_id = parts.headers.get("x-request-id").cloned();
+        let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
         let limit = self.limits.body_limit_for(parts.uri.path());
         if declared_over(&parts.headers, limit) {
             drop(in_flight);
             if !expects_continue(&parts.headers) {
-                drain(body).await;
+                Box::pin(drain(body)).await;
             }
             return self.refuse(
                 ProxyError::BodyTooLarge { limit },
@@ -271,7 +273,13 @@ impl Proxy {
         let mut recording = Recording::start(&parts, client_addr);
         let head = RequestHead::new(parts, client_addr, "http");
 
-        let (head, verdict) = chain.on_request(head).await;
+        // The chain's futures are boxed: inline, their size would be part of
+        // every request's future, plugins or not, and copied with it.
+        let (head, verdict) = if chain.has_on_request() {
+            Box::pin(chain.on_request(head)).await
+        } else {
+            (head, RequestVerdict::Forward)
+        };
         let keep_request = chain.has_on_response() || chain.has_on_log();
         let request_bytes = Arc::new(AtomicU64::new(0));
         let mut trail = Trail::default();
@@ -329,9 +337,8 @@ impl Proxy {
         if chain.has_on_response()
             && let Some(request) = kept_request.take()
         {
-            let (request, head, verdict) = chain
-                .on_response(request, ResponseHead { parts }, reached)
-                .await;
+            let (request, head, verdict) =
+                Box::pin(chain.on_response(request, ResponseHead { parts }, reached)).await;
             kept_request = Some(request);
             parts = head.parts;
             match verdict {
@@ -441,7 +448,7 @@ impl Proxy {
                 // limit: that is the client's error, not the upstream's.
                 if let Some(limit_error) = verdict.error(limit) {
                     if let ProxyError::BodyTooLarge { .. } = limit_error {
-                        verdict.drain_rest().await;
+                        Box::pin(verdict.drain_rest()).await;
                     }
                     return Err((limit_error, Some(sent.elapsed())));
                 }

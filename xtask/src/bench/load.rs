@@ -92,6 +92,11 @@ async fn connection(
         };
         tokio::spawn(conn);
         while Instant::now() < until {
+            // A connection the server closed between two requests is not a
+            // failed request: connect again.
+            if sender.ready().await.is_err() {
+                continue 'reconnect;
+            }
             let mut request = Request::get(path).header("host", "bench");
             for (name, value) in headers {
                 request = request.header(*name, *value);
@@ -124,19 +129,9 @@ async fn connection(
     (ok, errors, histogram)
 }
 
-/// Drives `path` on `addr` with `shape` and merges the results.
-pub async fn run(
-    addr: SocketAddr,
-    path: &'static str,
-    headers: &'static [(&'static str, &'static str)],
-    expect: u16,
-    shape: LoadShape,
-) -> LoadResult {
-    run_metered(addr, path, headers, expect, shape, &[]).await
-}
-
-/// Like [`run`], and measures the CPU time that `processes` (the proxy)
-/// spend during the measured part.
+/// Drives `path` on `addr` with `shape`, merges the results, and measures
+/// the CPU time that `processes` (the proxy; none for no figure) spend
+/// during the measured part.
 pub async fn run_metered(
     addr: SocketAddr,
     path: &'static str,

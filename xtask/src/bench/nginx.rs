@@ -39,7 +39,10 @@ pub fn ensure_installed() -> anyhow::Result<String> {
 }
 
 /// Starts nginx with `workers` worker processes, proxying `listen` to
-/// `upstream` over keep-alive connections.
+/// `upstream` over keep-alive connections. Client connections stay open for
+/// as many requests as they like, as Tandem's do (nginx's default closes
+/// one after 1,000 requests, which the load generator would pay for in
+/// reconnections).
 pub fn start(
     binary: &str,
     dir: &Path,
@@ -51,7 +54,7 @@ pub fn start(
     let conf = format!(
         "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log stderr warn;\n\
          events {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {dir}/tmp;\n  proxy_temp_path {dir}/tmp;\n\
+         http {{\n  access_log off;\n  keepalive_requests 100000000;\n  client_body_temp_path {dir}/tmp;\n  proxy_temp_path {dir}/tmp;\n\
          fastcgi_temp_path {dir}/tmp;\n  uwsgi_temp_path {dir}/tmp;\n  scgi_temp_path {dir}/tmp;\n\
          upstream app {{ server {upstream}; keepalive 256; }}\n\
          server {{\n    listen {listen};\n    location / {{\n      proxy_pass http://app;\n\

@@ -170,7 +170,24 @@ pub fn start_app(interrupt: &Interrupt) -> anyhow::Result<(Service, SocketAddr)>
     Ok((app, app_addr))
 }
 
-/// Runs every scenario in turn against one demo-app.
+/// The load of each scenario is split into this many slices, taken in turn
+/// (round-robin over the scenarios), so that a burst of other work on the
+/// shared machine spreads over every row instead of landing on one.
+const ROUNDS: u32 = 4;
+
+/// A target under load: what it is, where it listens, which processes to
+/// meter, and the process to stop at the end.
+struct Target {
+    name: String,
+    address: SocketAddr,
+    headers: &'static [(&'static str, &'static str)],
+    pids: Vec<u32>,
+    service: Option<Service>,
+    result: Option<LoadResult>,
+}
+
+/// Starts the demo-app, one Tandem per scenario and nginx, then drives them
+/// all in [`ROUNDS`] interleaved slices against the one demo-app.
 pub fn run_all(
     runtime: &tokio::runtime::Runtime,
     shape: LoadShape,
@@ -180,72 +197,103 @@ pub fn run_all(
     let bench_dir = workspace::target_dir().join("bench");
     let (app, app_addr) = start_app(interrupt)?;
 
-    let mut rows = Vec::new();
-    println!("bench: app direct");
-    let result = runtime.block_on(load::run(app_addr, PATH, &[], 200, shape));
-    rows.push(Row {
+    let mut targets = vec![Target {
         name: "app direct".into(),
-        result,
-        rss_kib: None,
-    });
-
+        address: app_addr,
+        headers: &[],
+        pids: Vec::new(),
+        service: None,
+        result: None,
+    }];
     for scenario in SCENARIOS {
-        println!("bench: {}", scenario.name);
+        println!("bench: starting {}", scenario.name);
         let dir = bench_dir.join(scenario.name.replace([' ', ',', '(', ')'], "-"));
         let tandem = start_tandem(&dir, app_addr, scenario.plugins, "", interrupt)?;
-        let pids: Vec<u32> = tandem.service.pid().into_iter().collect();
-        let result = runtime.block_on(load::run_metered(
-            tandem.proxy,
-            PATH,
-            scenario.headers,
-            200,
-            shape,
-            &pids,
-        ));
-        let rss = tandem.service.pid().and_then(rss_kib);
-        tandem.service.stop()?;
-        rows.push(Row {
+        targets.push(Target {
             name: scenario.name.into(),
-            result,
-            rss_kib: rss,
+            address: tandem.proxy,
+            headers: scenario.headers,
+            pids: tandem.service.pid().into_iter().collect(),
+            service: Some(tandem.service),
+            result: None,
         });
     }
-
     if with_nginx {
         match nginx::ensure_installed() {
             Ok(binary) => {
-                println!("bench: nginx");
+                println!("bench: starting nginx");
                 let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
                 let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
                 let nginx =
                     nginx::start(&binary, &bench_dir.join("nginx"), listen, app_addr, workers)?;
                 // The master and its workers.
-                let pids: Vec<u32> = nginx
+                let pids = nginx
                     .pid()
                     .into_iter()
                     .flat_map(|master| std::iter::once(master).chain(cpu::children(master)))
                     .collect();
-                let result =
-                    runtime.block_on(load::run_metered(listen, PATH, &[], 200, shape, &pids));
-                nginx.stop()?;
-                rows.push(Row {
-                    name: format!("nginx reverse proxy ({workers} workers)"),
-                    result,
-                    rss_kib: None,
+                targets.push(Target {
+                    name: format!("{NGINX_ROW} ({workers} workers)"),
+                    address: listen,
+                    headers: &[],
+                    pids,
+                    service: Some(nginx),
+                    result: None,
                 });
             }
             Err(error) => println!("bench: nginx skipped: {error:#}"),
         }
     }
+
+    let slice = LoadShape {
+        duration: shape.duration / ROUNDS,
+        ..shape
+    };
+    for round in 1..=ROUNDS {
+        println!("bench: round {round} of {ROUNDS}");
+        for target in &mut targets {
+            let result = runtime.block_on(load::run_metered(
+                target.address,
+                PATH,
+                target.headers,
+                200,
+                slice,
+                &target.pids,
+            ));
+            match &mut target.result {
+                Some(total) => total.append(result),
+                None => target.result = Some(result),
+            }
+        }
+    }
+
+    let mut rows = Vec::new();
+    for target in targets {
+        let rss_kib = match &target.service {
+            Some(service) if !target.name.starts_with(NGINX_ROW) => service.pid().and_then(rss_kib),
+            _ => None,
+        };
+        if let Some(service) = target.service {
+            service.stop()?;
+        }
+        rows.push(Row {
+            name: target.name,
+            result: target.result.context("no round ran")?,
+            rss_kib,
+        });
+    }
     app.stop()?;
     Ok(rows)
 }
+
+/// The start of the nginx row's name.
+const NGINX_ROW: &str = "nginx reverse proxy";
 
 /// Prints the table.
 pub fn print_table(rows: &[Row], shape: LoadShape) {
     println!();
     println!(
-        "{} connections, {} s per scenario, GET {PATH}, one load thread; ratios are against the first row",
+        "{} connections, {} s per scenario in {ROUNDS} interleaved slices, GET {PATH}, one load thread; ratios are against the first row",
         shape.connections,
         shape.duration.as_secs()
     );
@@ -273,4 +321,18 @@ pub fn print_table(rows: &[Row], shape: LoadShape) {
     println!(
         "  unlike req/s it barely moves with other load on the machine, so compare Tandem and nginx by it"
     );
+    let row = |name: &str| rows.iter().find(|row| row.name.starts_with(name));
+    if let (Some(tandem), Some(nginx)) = (row(SCENARIOS[0].name), row(NGINX_ROW)) {
+        let cpu = tandem
+            .result
+            .cpu_us_per_request()
+            .zip(nginx.result.cpu_us_per_request())
+            .map_or_else(|| "-".into(), |(t, n)| format!("{:.2}", t / n));
+        println!(
+            "  {} against {}: {:.2} of its requests per second, {cpu} times its CPU per request",
+            tandem.name,
+            nginx.name,
+            tandem.result.rate() / nginx.result.rate()
+        );
+    }
 }
