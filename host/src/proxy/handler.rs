@@ -19,7 +19,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::body::{Completion, CountingBody, ResponseBody};
 use super::errors::ProxyError;
-use super::headers;
+use super::headers::{self, Framing};
 use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
 use super::upgrade;
 use super::upstream_pool::UpstreamPool;
@@ -276,7 +276,10 @@ impl Proxy {
         // The chain's futures are boxed: inline, their size would be part of
         // every request's future, plugins or not, and copied with it.
         let (head, verdict) = if chain.has_on_request() {
-            Box::pin(chain.on_request(head)).await
+            let framing = Framing::of(&head.parts.headers);
+            let (mut head, verdict) = Box::pin(chain.on_request(head)).await;
+            framing.restore(&mut head.parts.headers);
+            (head, verdict)
         } else {
             (head, RequestVerdict::Forward)
         };
@@ -337,12 +340,13 @@ impl Proxy {
         if chain.has_on_response()
             && let Some(request) = kept_request.take()
         {
+            let framing = Framing::of(&parts.headers);
             let (request, head, verdict) =
                 Box::pin(chain.on_response(request, ResponseHead { parts }, reached)).await;
             kept_request = Some(request);
             parts = head.parts;
             match verdict {
-                ResponseVerdict::Keep => {}
+                ResponseVerdict::Keep => framing.restore(&mut parts.headers),
                 ResponseVerdict::Replace {
                     by,
                     body: replacement,

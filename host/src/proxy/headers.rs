@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use http::header::{
-    CONNECTION, HOST, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Version};
 
@@ -39,6 +39,34 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
     asks.then(|| headers.get(UPGRADE).cloned()).flatten()
+}
+
+/// How a message's body is framed, as it arrived: its `Content-Length`.
+/// The host frames bodies, never a plugin: a plugin may read these headers,
+/// but what it does to `Content-Length` or `Transfer-Encoding` is undone
+/// once the chain has run, because a length that does not match the body
+/// breaks the exchange and, on a kept-alive connection, the ones after it.
+pub struct Framing(Option<HeaderValue>);
+
+impl Framing {
+    /// The framing of `headers` now.
+    pub fn of(headers: &HeaderMap) -> Self {
+        Self(headers.get(CONTENT_LENGTH).cloned())
+    }
+
+    /// Puts the framing back as it was. `Transfer-Encoding` goes either
+    /// way: it is hop-by-hop, and the next hop's coding follows the body.
+    pub fn restore(self, headers: &mut HeaderMap) {
+        headers.remove(TRANSFER_ENCODING);
+        match self.0 {
+            Some(length) => {
+                headers.insert(CONTENT_LENGTH, length);
+            }
+            None => {
+                headers.remove(CONTENT_LENGTH);
+            }
+        }
+    }
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`.

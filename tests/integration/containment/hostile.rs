@@ -1,17 +1,18 @@
 //! Plugins that loop, allocate, recurse, trap, block, answer garbage or
 //! flood the log: each request gets what the plugin's failure policy says
 //! within a bound, other requests keep being served, and the event is in
-//! the logs and on `/metrics`.
+//! the logs and on `/metrics`. A plugin that rewrites how a body is framed
+//! is undone.
 
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 
 use super::traffic::{NormalTraffic, metric, plain};
-use crate::support::client::get;
+use crate::support::client::{get, send_body};
 use crate::support::eventually;
 use crate::support::tandem::{TANDEM, TandemBuilder, write_config_dir};
-use crate::support::upstream::Upstream;
+use crate::support::upstream::{Upstream, pattern};
 
 /// One hostile plugin: its name (also its path prefix), what it does, in
 /// which hook, its policy, and what the request and `/metrics` must show.
@@ -333,4 +334,49 @@ async fn a_plugin_holds_at_most_its_max_instances() {
     assert_eq!(count("timeout") + count("unavailable"), 20.0, "{metrics}");
     assert!(count("timeout") >= 2.0, "{metrics}");
     assert!(count("unavailable") >= 10.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn a_plugin_cannot_change_how_a_body_is_framed() {
+    let upstream = Upstream::start().await;
+    let reframe = |hook: &str, prefix: &str| {
+        format!(
+            "failure = \"closed\"\n[config]\nmisbehave = \"reframe\"\nhook = \"{hook}\"\nprefix = \"{prefix}\"\n"
+        )
+    };
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin(
+            "reframe-request",
+            "hostile",
+            &reframe("on-request", "/echo"),
+        )
+        .plugin("reframe-response", "hostile", &reframe("on-response", "/"))
+        .spawn()
+        .await;
+
+    // A request body with a length: the upstream gets its real length.
+    let body = pattern(100_000);
+    let reply = send_body(Method::POST, &tandem.url("/echo"), body.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body == body, "the echoed body comes back whole");
+    let seen = upstream.seen_at("/echo");
+    assert_eq!(seen[0].headers["content-length"], "100000");
+    assert!(seen[0].headers.get("transfer-encoding").is_none());
+
+    // A response with a length keeps it; one without stays unframed by
+    // length (chunked to the client), whatever the plugin set.
+    let reply = get(&tandem.url("/hello")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "hello from upstream");
+    assert_eq!(
+        reply.header("content-length"),
+        Some("hello from upstream".len().to_string().as_str())
+    );
+    let reply = get(&tandem.url("/stream?bytes=300000")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.body == pattern(300_000),
+        "the streamed body arrives whole"
+    );
+    assert!(reply.header("content-length").is_none());
 }
