@@ -135,20 +135,7 @@ async fn h2c_prior_knowledge_works() {
 #[tokio::test]
 async fn websocket_upgrade_passes_through() {
     // A real WebSocket echo server as the upstream.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
-                while let Some(Ok(message)) = socket.next().await {
-                    if message.is_text() || message.is_binary() {
-                        socket.send(message).await.unwrap();
-                    }
-                }
-            });
-        }
-    });
+    let ws_addr = crate::support::websocket::echo_server().await;
     let tandem = TandemBuilder::new(format!("http://{ws_addr}"))
         .spawn()
         .await;

@@ -21,6 +21,7 @@ use super::body::{Completion, CountingBody, ResponseBody};
 use super::errors::ProxyError;
 use super::headers::{self, Framing};
 use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
+use super::server::ConnectionHold;
 use super::upgrade;
 use super::upstream_pool::UpstreamPool;
 use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
@@ -242,7 +243,10 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let upgrade = headers::requested_upgrade(parts.version, &parts.headers);
         let client_upgrade = match upgrade {
-            Some(_) => parts.extensions.remove::<OnUpgrade>(),
+            Some(_) => parts
+                .extensions
+                .remove::<OnUpgrade>()
+                .map(|on| (on, parts.extensions.remove::<Arc<ConnectionHold>>())),
             None => None,
         };
         let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
@@ -293,12 +297,12 @@ impl Proxy {
                     Ok((mut response, took)) => {
                         trail.upstream_duration = Some(took);
                         if response.status() == StatusCode::SWITCHING_PROTOCOLS
-                            && let (Some(client), Some(upstream)) = (
+                            && let (Some((client, hold)), Some(upstream)) = (
                                 client_upgrade,
                                 response.extensions_mut().remove::<OnUpgrade>(),
                             )
                         {
-                            upgrade::splice(client, upstream);
+                            upgrade::splice(client, upstream, hold);
                         }
                         response.map(ResponseBody::upstream)
                     }

@@ -51,6 +51,15 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What a client connection holds while it is open: its slots and its
+/// place in the open-connection gauge. A connection that switches protocols
+/// (WebSocket) hands a share of it to the tunnel, so that it counts until
+/// the tunnel closes rather than until hyper lets go of it.
+pub struct ConnectionHold {
+    _slot: Slot,
+    _open: OpenConnection,
+}
+
 /// Counts a connection as open until dropped.
 struct OpenConnection(Arc<Proxy>);
 
@@ -73,17 +82,25 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
-    _permit: Slot,
+    slot: Slot,
     mut stop: watch::Receiver<bool>,
 ) {
-    let _open = OpenConnection::new(&proxy);
+    let hold = Arc::new(ConnectionHold {
+        _slot: slot,
+        _open: OpenConnection::new(&proxy),
+    });
     let limits = proxy.limits().clone();
     let activity = Arc::new(Activity::default());
     let tracked = activity.clone();
     let handler = proxy.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let guard = tracked.request_started();
         let proxy = handler.clone();
+        // Only a request that may switch protocols carries the hold (an
+        // extension costs an allocation).
+        if request.headers().contains_key(http::header::UPGRADE) {
+            request.extensions_mut().insert(hold.clone());
+        }
         async move {
             let response = proxy.handle(request, peer).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))

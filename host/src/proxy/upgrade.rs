@@ -1,13 +1,19 @@
 //! Protocol upgrades (WebSocket and the like): once both sides have said
 //! `101 Switching Protocols`, bytes are copied both ways untouched.
 
+use std::sync::Arc;
+
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use super::server::ConnectionHold;
+
 /// Joins the client's and the upstream's upgraded connections and copies
-/// between them until either side closes.
-pub fn splice(client: OnUpgrade, upstream: OnUpgrade) {
+/// between them until either side closes. The client connection's `hold`
+/// (its slot and its place in the gauge) lasts as long as the tunnel.
+pub fn splice(client: OnUpgrade, upstream: OnUpgrade, hold: Option<Arc<ConnectionHold>>) {
     tokio::spawn(async move {
+        let _hold = hold;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(error) => {

@@ -17,6 +17,7 @@ use crate::support::client::{get, get_with, send_body};
 use crate::support::eventually;
 use crate::support::tandem::TandemBuilder;
 use crate::support::upstream::Upstream;
+use futures_util::{SinkExt, StreamExt};
 
 /// Slow-loris connections opened at once.
 const LORIS: usize = 300;
@@ -284,4 +285,53 @@ async fn connections_over_the_limit_wait_for_a_free_slot() {
         .expect("served once a slot is free")
         .unwrap();
     assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_websocket_holds_its_connection_slot_until_it_closes() {
+    let echo = crate::support::websocket::echo_server().await;
+    let tandem = TandemBuilder::new(format!("http://{echo}"))
+        .config("[limits]\nmax_connections = 1")
+        .spawn()
+        .await;
+    let stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    let (mut socket, response) =
+        tokio_tungstenite::client_async(format!("ws://{}/ws", tandem.proxy), stream)
+            .await
+            .expect("upgrade through tandem");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let open = || async {
+        let text = get(&tandem.admin_url("/metrics")).await.text();
+        metric(&text, "tandem_connections_open")
+    };
+    assert_eq!(open().await, Some(1.0), "the tunnel counts as open");
+
+    // The only slot is the tunnel's: another connection waits...
+    let next_url = tandem.url("/next");
+    let next = tokio::spawn(async move { get(&next_url).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !next.is_finished(),
+        "the next connection waits for the slot"
+    );
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text("still here"))
+        .await
+        .unwrap();
+    let echoed = socket.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
+
+    // ...until the tunnel closes.
+    socket.close(None).await.unwrap();
+    drop(socket);
+    let reply = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("served once the tunnel is closed")
+        .unwrap();
+    // The upstream speaks only WebSocket; any answer means it was served.
+    assert_ne!(reply.status, StatusCode::SWITCHING_PROTOCOLS);
+    assert!(
+        eventually(Duration::from_secs(5), async || open().await == Some(0.0)).await,
+        "the gauge comes back to zero"
+    );
 }

@@ -9,6 +9,7 @@ pub mod promtool;
 pub mod replay;
 pub mod tandem;
 pub mod upstream;
+pub mod websocket;
 
 use std::time::Duration;
 
