@@ -139,12 +139,7 @@ async fn websocket_upgrade_passes_through() {
     let tandem = TandemBuilder::new(format!("http://{ws_addr}"))
         .spawn()
         .await;
-    let stream = TcpStream::connect(tandem.proxy).await.unwrap();
-    let (mut socket, response) =
-        tokio_tungstenite::client_async(format!("ws://{}/ws", tandem.proxy), stream)
-            .await
-            .expect("upgrade through tandem");
-    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut socket = crate::support::websocket::connect(tandem.proxy).await;
     for text in ["ping", "a second message"] {
         socket
             .send(tokio_tungstenite::tungstenite::Message::text(text))

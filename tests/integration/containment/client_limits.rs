@@ -294,12 +294,7 @@ async fn a_websocket_holds_its_connection_slot_until_it_closes() {
         .config("[limits]\nmax_connections = 1")
         .spawn()
         .await;
-    let stream = TcpStream::connect(tandem.proxy).await.unwrap();
-    let (mut socket, response) =
-        tokio_tungstenite::client_async(format!("ws://{}/ws", tandem.proxy), stream)
-            .await
-            .expect("upgrade through tandem");
-    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut socket = crate::support::websocket::connect(tandem.proxy).await;
     let open = || async {
         let text = get(&tandem.admin_url("/metrics")).await.text();
         metric(&text, "tandem_connections_open")
