@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
@@ -37,12 +40,16 @@ use crate::runtime::plugin::PluginReply;
 /// it (one proxy per worker, so one pool per worker).
 pub struct Proxy {
     chain: Arc<ArcSwap<Chain>>,
-    pool: UpstreamPool<CountingBody>,
+    pool: UpstreamPool<UpstreamBody>,
     upstream: http::uri::Authority,
     upstream_timeout: Duration,
     metrics: Arc<Metrics>,
     limits: Limits,
 }
+
+/// A request body on its way upstream: the client's, or none for a
+/// request sent again (see [`UpstreamPool::send`]).
+type UpstreamBody = Either<CountingBody, Empty<Bytes>>;
 
 /// The client's request body with the limits that apply to it.
 struct ClientBody {
@@ -447,9 +454,31 @@ impl Proxy {
             limit,
             verdict,
         } = body;
-        let request = Request::from_parts(parts, CountingBody::new(body, request_bytes.clone()));
+        // A bodiless GET, HEAD or OPTIONS may be sent twice (see
+        // `UpstreamPool::send`); it keeps a copy of its head for that.
+        let repeatable = body.is_end_stream()
+            && matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let copy = repeatable.then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
+        let replay = move || {
+            copy.map(|(method, uri, headers)| {
+                let mut again = Request::new(Either::Right(Empty::new()));
+                *again.method_mut() = method;
+                *again.uri_mut() = uri;
+                *again.headers_mut() = headers;
+                again
+            })
+        };
+        let body = Either::Left(CountingBody::new(body, request_bytes.clone()));
+        let request = Request::from_parts(parts, body);
         let sent = Instant::now();
-        match tokio::time::timeout(self.upstream_timeout, self.pool.send(request)).await {
+        let exchange = self.pool.send(request, replay);
+        match tokio::time::timeout(self.upstream_timeout, exchange).await {
             Ok(Ok(response)) => Ok((response, sent.elapsed())),
             Ok(Err(error)) => {
                 // The upstream call failed because the client's body broke a

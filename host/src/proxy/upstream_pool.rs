@@ -84,24 +84,57 @@ where
 
     /// Sends `request` (origin-form target, headers as they go upstream) on
     /// a pooled connection or a new one, and waits for the response head.
-    pub async fn send(&self, mut request: Request<B>) -> Result<Response<Incoming>, UpstreamError> {
+    ///
+    /// `replay` gives the same request again if it is safe to repeat
+    /// (idempotent, no body), or `None`. It is asked at most once: when a
+    /// pooled connection took the request and closed without a response,
+    /// which is what an upstream that timed the idle connection out just as
+    /// the request arrived does. The copy then goes on a new connection.
+    pub async fn send(
+        &self,
+        mut request: Request<B>,
+        replay: impl FnOnce() -> Option<Request<B>>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut replay = Some(replay);
+        let mut fresh_only = false;
         loop {
-            let (mut sender, reused) = match self.checkout() {
-                Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+            let pooled = if fresh_only { None } else { self.checkout() };
+            let reused = pooled.is_some();
+            let mut sender = match pooled {
+                Some(sender) => sender,
+                None => self.connect().await?,
             };
-            match sender.try_send_request(request).await {
+            let mut failed = match sender.try_send_request(request).await {
                 Ok(response) => {
                     self.checkin(sender);
                     return Ok(response);
                 }
-                Err(mut failed) => match failed.take_message() {
-                    // The upstream closed a pooled connection while it sat
-                    // idle, and the request was never written: it goes
-                    // again. A new connection that fails is an answer.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(UpstreamError::Exchange(failed.into_error())),
-                },
+                Err(failed) => failed,
+            };
+            // A new connection that fails is an answer.
+            if !reused {
+                return Err(UpstreamError::Exchange(failed.into_error()));
+            }
+            // The upstream closed a pooled connection while it sat idle,
+            // and the request was never written: it goes again.
+            if let Some(unsent) = failed.take_message() {
+                request = unsent;
+                continue;
+            }
+            let closed_unanswered = failed.error().is_incomplete_message();
+            match replay
+                .take()
+                .filter(|_| closed_unanswered)
+                .and_then(|copy| copy())
+            {
+                Some(copy) => {
+                    tracing::debug!(
+                        "a pooled upstream connection closed under a request; sending it again"
+                    );
+                    request = copy;
+                    fresh_only = true;
+                }
+                None => return Err(UpstreamError::Exchange(failed.into_error())),
             }
         }
     }
@@ -207,15 +240,24 @@ mod tests {
             .expect("a request")
     }
 
-    /// An upstream that answers every request head it reads with `body`
-    /// and counts its connections; with `one_per_connection` it closes each
-    /// connection after one answer without saying so (no
-    /// `connection: close`), as an upstream whose keep-alive timer fired
-    /// would.
-    async fn upstream(
-        body: &'static [u8],
-        one_per_connection: bool,
-    ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    /// What the test upstream does after its first answer on a connection.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Then {
+        /// Keeps answering.
+        KeepAlive,
+        /// Closes the connection without saying so (no `connection:
+        /// close`), as an upstream whose keep-alive timer fired would.
+        Close,
+        /// Reads the next request and closes without answering, as an
+        /// upstream whose keep-alive timer fired as that request arrived
+        /// would.
+        DropNext,
+    }
+
+    /// An upstream that answers request heads with `body`, and after the
+    /// first one on a connection does what `then` says; it counts its
+    /// connections.
+    async fn upstream(body: &'static [u8], then: Then) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -226,6 +268,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut buffer = Vec::new();
                     let mut chunk = [0u8; 1024];
+                    let mut answered = 0;
                     loop {
                         let Ok(read) = stream.read(&mut chunk).await else {
                             return;
@@ -236,6 +279,10 @@ mod tests {
                         buffer.extend_from_slice(&chunk[..read]);
                         while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                             buffer.drain(..end + 4);
+                            if answered > 0 && then == Then::DropNext {
+                                return;
+                            }
+                            answered += 1;
                             let head = format!(
                                 "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
                                 body.len()
@@ -244,7 +291,7 @@ mod tests {
                                 stream.write_all(head.as_bytes()).await?;
                                 stream.write_all(body).await
                             };
-                            if sent.await.is_err() || one_per_connection {
+                            if sent.await.is_err() || then == Then::Close {
                                 return;
                             }
                         }
@@ -266,10 +313,10 @@ mod tests {
 
     #[tokio::test]
     async fn sequential_requests_share_one_connection() {
-        let (address, accepted) = upstream(b"ok", false).await;
+        let (address, accepted) = upstream(b"ok", Then::KeepAlive).await;
         let pool = pool(address);
         for _ in 0..5 {
-            let response = pool.send(get("/")).await.expect("a response");
+            let response = pool.send(get("/"), || None).await.expect("a response");
             assert_eq!(body_of(response).await, "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -278,12 +325,12 @@ mod tests {
     #[tokio::test]
     async fn a_connection_still_receiving_its_body_is_not_given_out() {
         static LARGE: [u8; 4 << 20] = [b'x'; 4 << 20];
-        let (address, accepted) = upstream(&LARGE, false).await;
+        let (address, accepted) = upstream(&LARGE, Then::KeepAlive).await;
         let pool = pool(address);
-        let first = pool.send(get("/")).await.expect("a response");
+        let first = pool.send(get("/"), || None).await.expect("a response");
         // The first body is unread and too large to sit in buffers, so its
         // connection is busy receiving it.
-        let second = pool.send(get("/")).await.expect("a response");
+        let second = pool.send(get("/"), || None).await.expect("a response");
         assert_eq!(body_of(second).await.len(), LARGE.len());
         assert_eq!(body_of(first).await.len(), LARGE.len());
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -291,11 +338,11 @@ mod tests {
 
     #[tokio::test]
     async fn connections_the_upstream_closed_while_idle_are_replaced_without_an_error() {
-        let (address, accepted) = upstream(b"ok", true).await;
+        let (address, accepted) = upstream(b"ok", Then::Close).await;
         let pool = pool(address);
         for round in 0..10 {
             let response = pool
-                .send(get("/"))
+                .send(get("/"), || None)
                 .await
                 .unwrap_or_else(|e| panic!("request {round} failed: {e}"));
             assert_eq!(body_of(response).await, "ok");
@@ -304,11 +351,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_repeatable_request_a_pooled_connection_dropped_goes_again_once() {
+        let (address, accepted) = upstream(b"ok", Then::DropNext).await;
+        let pool = pool(address);
+        let first = pool.send(get("/"), || None).await.expect("a response");
+        assert_eq!(body_of(first).await, "ok");
+        let again = pool
+            .send(get("/"), || Some(get("/")))
+            .await
+            .expect("sent again on a new connection");
+        assert_eq!(body_of(again).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // One that may not be repeated gets the error.
+        let error = pool
+            .send(get("/"), || None)
+            .await
+            .expect_err("not sent again");
+        assert!(!error.is_connect(), "{error}");
+    }
+
+    #[tokio::test]
     async fn a_refused_connection_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         drop(listener);
-        let error = pool(address).send(get("/")).await.expect_err("refused");
+        let error = pool(address)
+            .send(get("/"), || None)
+            .await
+            .expect_err("refused");
         assert!(error.is_connect(), "{error}");
     }
 }
