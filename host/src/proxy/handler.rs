@@ -249,11 +249,11 @@ impl Proxy {
         let chain = self.chain.load_full();
         let (mut parts, body) = request.into_parts();
         let upgrade = headers::requested_upgrade(parts.version, &parts.headers);
+        // Taken out whether or not the request upgrades, so that a head
+        // kept for later phases does not hold the connection's slot.
+        let hold = parts.extensions.remove::<Arc<ConnectionHold>>();
         let client_upgrade = match upgrade {
-            Some(_) => parts
-                .extensions
-                .remove::<OnUpgrade>()
-                .map(|on| (on, parts.extensions.remove::<Arc<ConnectionHold>>())),
+            Some(_) => parts.extensions.remove::<OnUpgrade>().map(|on| (on, hold)),
             None => None,
         };
         let request_id = parts.headers.get(&X_REQUEST_ID).cloned();

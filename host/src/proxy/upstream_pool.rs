@@ -183,10 +183,13 @@ where
             authority: self.authority.to_string(),
             source,
         };
-        let address = (
-            self.authority.host(),
-            self.authority.port_u16().unwrap_or(80),
-        );
+        // An IPv6 literal comes bracketed in an authority, not in an address.
+        let host = self.authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let address = (host, self.authority.port_u16().unwrap_or(80));
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
                 Ok(connected) => connected.map_err(connect_error)?,
@@ -259,6 +262,14 @@ mod tests {
     /// connections.
     async fn upstream(body: &'static [u8], then: Then) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        serve(listener, body, then)
+    }
+
+    fn serve(
+        listener: TcpListener,
+        body: &'static [u8],
+        then: Then,
+    ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
         let address = listener.local_addr().expect("address");
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
@@ -368,6 +379,21 @@ mod tests {
             .await
             .expect_err("not sent again");
         assert!(!error.is_connect(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_loopback_upstream_is_reached() {
+        let Ok(listener) = TcpListener::bind("[::1]:0").await else {
+            eprintln!("no IPv6 loopback here; nothing to check");
+            return;
+        };
+        let (address, accepted) = serve(listener, b"ok", Then::KeepAlive);
+        let response = pool(address)
+            .send(get("/"), || None)
+            .await
+            .expect("a response");
+        assert_eq!(body_of(response).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

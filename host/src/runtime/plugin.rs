@@ -517,18 +517,19 @@ impl PluginVersion {
         Ok((PluginInstance { store, bindings }, Hooks::from_flags(flags)))
     }
 
-    async fn checkout(&self) -> Result<PluginInstance, HookFailure> {
+    /// An idle instance, or a new one; true if it is new.
+    async fn checkout(&self) -> Result<(PluginInstance, bool), HookFailure> {
         if self.settings.instances == InstanceMode::Reuse {
             let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             if let Some(instance) = idle {
-                return Ok(instance);
+                return Ok((instance, false));
             }
         }
         // Boxed: instantiation is the rare path, and its future is large;
         // inline, every hook call's future would carry (and move) its size.
         Box::pin(self.instantiate())
             .await
-            .map(|(instance, _)| instance)
+            .map(|(instance, _)| (instance, true))
     }
 
     fn give_back(&self, instance: PluginInstance) {
@@ -661,18 +662,26 @@ impl PluginVersion {
     ) -> Returned {
         let hook = call.hook();
         let started = Instant::now();
-        let deadline = started + self.settings.hook_timeout;
+        // The call's own time starts once it has an instance: waiting for
+        // one is bounded (and reported) as `unavailable`, and a new
+        // instance's `init` has its own deadline. In the common case (a
+        // free slot, an idle instance) that is now, so the clock is read
+        // again only after a wait.
+        let mut waited = false;
         let slot = match self.in_use.try_acquire() {
             Ok(permit) => Some(permit),
             // All instances busy: wait, but no longer than a call may take.
             // (Only here, so the common call sets no timer.)
-            Err(TryAcquireError::NoPermits) => Box::pin(tokio::time::timeout(
-                self.settings.hook_timeout,
-                self.in_use.acquire(),
-            ))
-            .await
-            .ok()
-            .and_then(Result::ok),
+            Err(TryAcquireError::NoPermits) => {
+                waited = true;
+                Box::pin(tokio::time::timeout(
+                    self.settings.hook_timeout,
+                    self.in_use.acquire(),
+                ))
+                .await
+                .ok()
+                .and_then(Result::ok)
+            }
             Err(TryAcquireError::Closed) => None,
         };
         let Some(_slot) = slot else {
@@ -684,12 +693,17 @@ impl PluginVersion {
             return (request, response, Err(failure));
         };
         let mut instance = match self.checkout().await {
-            Ok(instance) => instance,
+            Ok((instance, instantiated)) => {
+                waited |= instantiated;
+                instance
+            }
             Err(failure) => {
                 self.record_failure(hook, &failure);
                 return (request, response, Err(failure));
             }
         };
+        let call_start = if waited { Instant::now() } else { started };
+        let deadline = call_start + self.settings.hook_timeout;
         let PluginInstance { store, bindings } = &mut instance;
         store.data_mut().request = request;
         store.data_mut().response = response;
