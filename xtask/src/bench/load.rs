@@ -172,3 +172,56 @@ pub async fn run_metered(
     }
     total
 }
+
+/// Each target's load is split into this many slices, taken in turn
+/// (round-robin over the targets), so that a burst of other work on the
+/// shared machine spreads over every row instead of landing on one.
+pub const ROUNDS: u32 = 4;
+
+/// One target of [`interleaved`]: where it listens, the headers to send,
+/// and the processes whose CPU time to meter (none for no figure).
+pub struct Target<'a> {
+    /// The listener.
+    pub address: SocketAddr,
+    /// Headers on every request.
+    pub headers: &'static [(&'static str, &'static str)],
+    /// Processes to meter.
+    pub pids: &'a [u32],
+}
+
+/// Drives `path` on every target for `shape.duration` each, taken in
+/// [`ROUNDS`] interleaved slices, and returns each target's merged result,
+/// in order.
+pub fn interleaved(
+    runtime: &tokio::runtime::Runtime,
+    targets: &[Target<'_>],
+    path: &'static str,
+    shape: LoadShape,
+) -> Vec<LoadResult> {
+    let slice = LoadShape {
+        duration: shape.duration / ROUNDS,
+        ..shape
+    };
+    let mut results: Vec<Option<LoadResult>> = targets.iter().map(|_| None).collect();
+    for round in 1..=ROUNDS {
+        println!("bench: round {round} of {ROUNDS}");
+        for (target, merged) in targets.iter().zip(&mut results) {
+            let result = runtime.block_on(run_metered(
+                target.address,
+                path,
+                target.headers,
+                200,
+                slice,
+                target.pids,
+            ));
+            match merged {
+                Some(total) => total.append(result),
+                None => *merged = Some(result),
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| result.expect("ROUNDS is at least one"))
+        .collect()
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 use tandem::replay::record;
 use tandem::replay::timing::{Cost, per_request_cost};
 
-use super::load::{self, LoadResult, LoadShape};
+use super::load::{self, LoadShape, ROUNDS};
 use super::scenario::{self, PATH, PluginSpec, Row, Tandem};
 use crate::process::Interrupt;
 use crate::{http, workspace};
@@ -119,18 +119,13 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// The load of each scenario is split into this many slices, taken in turn
-/// (round-robin over the scenarios), so that a burst of other work on the
-/// shared machine spreads over every row instead of landing on one.
-const ROUNDS: u32 = 4;
-
 /// A started scenario.
 struct Running {
     name: &'static str,
     plugins: &'static [PluginSpec],
     dir: PathBuf,
     tandem: Tandem,
-    result: Option<LoadResult>,
+    pids: Vec<u32>,
 }
 
 /// Starts one Tandem per scenario against one demo-app, drives them in
@@ -149,38 +144,26 @@ fn run_load(
         println!("bench: starting {name}");
         let dir = bench_dir.join(name.replace([' ', ',', '(', ')'], "-"));
         let tandem = scenario::start_tandem(&dir, app_addr, plugins, RECORDS, interrupt)?;
+        let pids = tandem.service.pid().into_iter().collect();
         running.push(Running {
             name,
             plugins,
             dir,
             tandem,
-            result: None,
+            pids,
         });
     }
-    let slice = LoadShape {
-        duration: shape.duration / ROUNDS,
-        ..shape
-    };
-    for round in 1..=ROUNDS {
-        println!("bench: round {round} of {ROUNDS}");
-        for scenario in &mut running {
-            let pids: Vec<u32> = scenario.tandem.service.pid().into_iter().collect();
-            let result = runtime.block_on(load::run_metered(
-                scenario.tandem.proxy,
-                PATH,
-                headers,
-                200,
-                slice,
-                &pids,
-            ));
-            match &mut scenario.result {
-                Some(total) => total.append(result),
-                None => scenario.result = Some(result),
-            }
-        }
-    }
+    let loads: Vec<load::Target> = running
+        .iter()
+        .map(|scenario| load::Target {
+            address: scenario.tandem.proxy,
+            headers,
+            pids: &scenario.pids,
+        })
+        .collect();
+    let results = load::interleaved(runtime, &loads, PATH, shape);
     let mut rows = Vec::new();
-    for scenario in running {
+    for (scenario, result) in running.into_iter().zip(results) {
         let rss_kib = scenario.tandem.service.pid().and_then(scenario::rss_kib);
         let dropped = http::get(scenario.tandem.admin, "/metrics")
             .map(|response| metric_sum(&response.text(), "tandem_records_dropped_total"))?;
@@ -200,7 +183,7 @@ fn run_load(
             });
         let row = Row {
             name: scenario.name.into(),
-            result: scenario.result.context("no round ran")?,
+            result,
             rss_kib,
         };
         rows.push((row, records.transpose()?));

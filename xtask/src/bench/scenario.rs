@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::cpu;
-use super::load::{self, LoadResult, LoadShape};
+use super::load::{self, LoadResult, LoadShape, ROUNDS};
 use super::nginx;
 use crate::process::{Interrupt, Service};
 use crate::workspace;
@@ -170,20 +170,14 @@ pub fn start_app(interrupt: &Interrupt) -> anyhow::Result<(Service, SocketAddr)>
     Ok((app, app_addr))
 }
 
-/// The load of each scenario is split into this many slices, taken in turn
-/// (round-robin over the scenarios), so that a burst of other work on the
-/// shared machine spreads over every row instead of landing on one.
-const ROUNDS: u32 = 4;
-
 /// A target under load: what it is, where it listens, which processes to
 /// meter, and the process to stop at the end.
-struct Target {
+struct Started {
     name: String,
     address: SocketAddr,
     headers: &'static [(&'static str, &'static str)],
     pids: Vec<u32>,
     service: Option<Service>,
-    result: Option<LoadResult>,
 }
 
 /// Starts the demo-app, one Tandem per scenario and nginx, then drives them
@@ -197,25 +191,23 @@ pub fn run_all(
     let bench_dir = workspace::target_dir().join("bench");
     let (app, app_addr) = start_app(interrupt)?;
 
-    let mut targets = vec![Target {
+    let mut targets = vec![Started {
         name: "app direct".into(),
         address: app_addr,
         headers: &[],
         pids: Vec::new(),
         service: None,
-        result: None,
     }];
     for scenario in SCENARIOS {
         println!("bench: starting {}", scenario.name);
         let dir = bench_dir.join(scenario.name.replace([' ', ',', '(', ')'], "-"));
         let tandem = start_tandem(&dir, app_addr, scenario.plugins, "", interrupt)?;
-        targets.push(Target {
+        targets.push(Started {
             name: scenario.name.into(),
             address: tandem.proxy,
             headers: scenario.headers,
             pids: tandem.service.pid().into_iter().collect(),
             service: Some(tandem.service),
-            result: None,
         });
     }
     if with_nginx {
@@ -232,43 +224,30 @@ pub fn run_all(
                     .into_iter()
                     .flat_map(|master| std::iter::once(master).chain(cpu::children(master)))
                     .collect();
-                targets.push(Target {
+                targets.push(Started {
                     name: format!("{NGINX_ROW} ({workers} workers)"),
                     address: listen,
                     headers: &[],
                     pids,
                     service: Some(nginx),
-                    result: None,
                 });
             }
             Err(error) => println!("bench: nginx skipped: {error:#}"),
         }
     }
 
-    let slice = LoadShape {
-        duration: shape.duration / ROUNDS,
-        ..shape
-    };
-    for round in 1..=ROUNDS {
-        println!("bench: round {round} of {ROUNDS}");
-        for target in &mut targets {
-            let result = runtime.block_on(load::run_metered(
-                target.address,
-                PATH,
-                target.headers,
-                200,
-                slice,
-                &target.pids,
-            ));
-            match &mut target.result {
-                Some(total) => total.append(result),
-                None => target.result = Some(result),
-            }
-        }
-    }
+    let loads: Vec<load::Target> = targets
+        .iter()
+        .map(|target| load::Target {
+            address: target.address,
+            headers: target.headers,
+            pids: &target.pids,
+        })
+        .collect();
+    let results = load::interleaved(runtime, &loads, PATH, shape);
 
     let mut rows = Vec::new();
-    for target in targets {
+    for (target, result) in targets.into_iter().zip(results) {
         let rss_kib = match &target.service {
             Some(service) if !target.name.starts_with(NGINX_ROW) => service.pid().and_then(rss_kib),
             _ => None,
@@ -278,7 +257,7 @@ pub fn run_all(
         }
         rows.push(Row {
             name: target.name,
-            result: target.result.context("no round ran")?,
+            result,
             rss_kib,
         });
     }
