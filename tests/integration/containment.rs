@@ -5,6 +5,7 @@
 
 mod boundary;
 mod breaker;
+mod call_mode;
 mod client_limits;
 mod hostile;
 mod quarantine;

@@ -16,6 +16,56 @@ mod generated {
     });
 }
 
+/// The same world with synchronous exports: a call that runs to its end on
+/// the caller's stack, with no fiber. The imports are the ones above.
+#[allow(missing_docs, reason = "generated code; the WIT documents it")]
+mod generated_sync {
+    wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "plugin",
+    with: {
+        "tandem:plugin/types": super::generated::tandem::plugin::types,
+        "tandem:plugin/log": super::generated::tandem::plugin::log,
+        "tandem:plugin/metrics": super::generated::tandem::plugin::metrics,
+        "tandem:plugin/shared-state": super::generated::tandem::plugin::shared_state,
+        "tandem:plugin/records": super::generated::tandem::plugin::records,
+    },
+    });
+}
+
+/// Generated world entry points with synchronous hook calls, and the export
+/// indices that load them from an instance.
+pub use generated_sync::{Plugin as PluginSyncBindings, PluginIndices as PluginSyncIndices};
+
+/// The export side of each binding has its own `app-log` record; the
+/// synchronous calls convert.
+mod app_log_conversion {
+    use super::AppLog;
+    use super::generated_sync::exports::tandem::plugin::hooks::AppLog as SyncAppLog;
+
+    impl From<&AppLog> for SyncAppLog {
+        fn from(entry: &AppLog) -> Self {
+            Self {
+                level: entry.level.clone(),
+                message: entry.message.clone(),
+                metadata: entry.metadata.clone(),
+                timestamp: entry.timestamp.clone(),
+            }
+        }
+    }
+
+    impl From<SyncAppLog> for AppLog {
+        fn from(entry: SyncAppLog) -> Self {
+            Self {
+                level: entry.level,
+                message: entry.message,
+                metadata: entry.metadata,
+                timestamp: entry.timestamp,
+            }
+        }
+    }
+}
+
 use generated::{exports, tandem};
 
 pub use exports::tandem::plugin::hooks::{AppLog, HookSet};
@@ -35,4 +85,7 @@ pub mod host_traits {
 
 /// Generated world entry points: `Plugin` (an instance's exports) and
 /// `PluginPre` (a pre-instantiated plugin version).
-pub use generated::{Plugin as PluginBindings, PluginPre as PluginBindingsPre};
+pub use generated::{
+    Plugin as PluginBindings, PluginIndices as PluginBindingsIndices,
+    PluginPre as PluginBindingsPre,
+};

@@ -153,7 +153,22 @@ pub fn build_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
-    PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-        .map_err(|e| anyhow::anyhow!("linking the Tandem imports: {e:#}"))?;
+    add_tandem_imports(&mut linker)?;
     Ok(linker)
+}
+
+/// The linker for synchronous calls: the same imports, none of them
+/// asynchronous (so a store instantiated from it may be called without a
+/// fiber), with WASI's waits replaced by ones that never enter the tokio
+/// runtime (see `sync_wasi`).
+pub fn build_sync_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    super::sync_wasi::add_to_linker(&mut linker)?;
+    add_tandem_imports(&mut linker)?;
+    Ok(linker)
+}
+
+fn add_tandem_imports(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+        .map_err(|e| anyhow::anyhow!("linking the Tandem imports: {e:#}"))
 }

@@ -3,6 +3,7 @@
 
 pub mod bindings;
 pub mod breaker;
+pub mod call_mode;
 pub mod clock;
 pub mod engine;
 pub mod exchange;
@@ -15,6 +16,7 @@ pub mod plugin;
 pub mod quarantine;
 pub mod since;
 pub mod state;
+pub mod sync_wasi;
 pub mod yielder;
 
 use std::sync::Arc;
@@ -35,6 +37,9 @@ pub struct Runtime {
     pub engine: Engine,
     /// The linker with WASI and the Tandem imports.
     pub linker: Linker<HostState>,
+    /// The same with WASI's waits made synchronous (`sync_wasi`), for
+    /// instances that are called synchronously.
+    pub sync_linker: Linker<HostState>,
     /// The instance allocator in use.
     pub allocator: Allocator,
     /// Host and plugin metrics.
@@ -71,11 +76,13 @@ impl Runtime {
             ..PoolSize::default()
         })?;
         let linker = engine::build_linker(&engine)?;
+        let sync_linker = engine::build_sync_linker(&engine)?;
         let ticker = EpochTicker::start(&engine);
         let lane = Lane::start()?;
         Ok(Self {
             engine,
             linker,
+            sync_linker,
             allocator,
             metrics,
             shared,

@@ -13,13 +13,15 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::TryAcquireError;
-use wasmtime::component::{Component, Resource};
+use wasmtime::component::{Component, InstancePre, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::{
-    Action, AppLog, Exchange, HookSet, PluginBindings, PluginBindingsPre, Reply,
+    Action, AppLog, Exchange, HookSet, PluginBindings, PluginBindingsIndices, PluginBindingsPre,
+    PluginSyncBindings, PluginSyncIndices, Reply,
 };
 use super::breaker::{Admission, Breaker, BreakerState};
+use super::call_mode::{CallMode, CallStyle};
 use super::exchange::{
     MAX_HEADERS, RequestHandle, RequestHead, ResponseHandle, ResponseHead, parse_header,
 };
@@ -219,7 +221,12 @@ pub enum LoadError {
 
 struct PluginInstance {
     store: Store<HostState>,
+    /// The entry points on a fiber.
     bindings: PluginBindings,
+    /// The synchronous entry points, on an instance whose WASI is linked
+    /// synchronously (`sync_wasi`); `None` on one whose WASI is linked
+    /// asynchronously, which only a fiber can call.
+    sync: Option<PluginSyncBindings>,
 }
 
 /// Per-hook host metrics of one plugin, only for the hooks it implements
@@ -274,7 +281,16 @@ pub struct PluginVersion {
     /// One permit per instance in use, up to `max_instances`.
     in_use: tokio::sync::Semaphore,
     engine: Engine,
+    /// Pre-instance with WASI linked asynchronously, for a version whose
+    /// calls wait.
     pre: PluginBindingsPre<HostState>,
+    /// Pre-instance with WASI linked synchronously, and where its exports
+    /// are for calls on a fiber and for synchronous ones.
+    sync_pre: InstancePre<HostState>,
+    fiber_indices: PluginBindingsIndices,
+    sync_indices: PluginSyncIndices,
+    /// Whether calls are synchronous or on a fiber.
+    pub mode: CallMode,
     services: Arc<PluginServices>,
     idle: Mutex<Vec<PluginInstance>>,
     metrics: PluginHookMetrics,
@@ -414,6 +430,76 @@ enum HookReturn {
     AppLogged(Result<Option<AppLog>, String>),
 }
 
+/// Moves the heads into an instance's store and sets up the call.
+fn prepare(
+    instance: &mut PluginInstance,
+    request: Option<RequestHead>,
+    response: Option<ResponseHead>,
+    deadline: Instant,
+    move_to_lane: Option<Arc<AtomicBool>>,
+    synchronous: bool,
+) {
+    let state = instance.store.data_mut();
+    state.request = request;
+    state.response = response;
+    state.deadline = deadline;
+    state.move_to_lane = move_to_lane;
+    state.synchronous = synchronous;
+    state.ran_long = false;
+    state.waited = false;
+    instance.store.set_epoch_deadline(FIRST_YIELD_TICKS);
+}
+
+/// Makes a hook call synchronously on an instance whose WASI is linked
+/// synchronously. A panic in a host function under it (wasmtime-wasi's
+/// synchronous socket calls enter the tokio runtime, which panics on a
+/// worker thread) fails the call like a trap rather than the request's
+/// task.
+fn call_synchronously(
+    instance: &mut PluginInstance,
+    call: HookCall<'_>,
+) -> wasmtime::Result<HookReturn> {
+    let PluginInstance { store, sync, .. } = instance;
+    let hooks = sync
+        .as_ref()
+        .expect("a synchronous call is made on a synchronously linked instance")
+        .tandem_plugin_hooks();
+    let request_handle = Resource::<RequestHandle>::new_borrow(0);
+    let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match call {
+        HookCall::Request => hooks
+            .call_on_request(&mut *store, request_handle)
+            .map(HookReturn::Action),
+        HookCall::Response => hooks
+            .call_on_response(
+                &mut *store,
+                request_handle,
+                Resource::<ResponseHandle>::new_borrow(0),
+            )
+            .map(HookReturn::Action),
+        HookCall::Log(exchange) => hooks
+            .call_on_log(
+                &mut *store,
+                request_handle,
+                Resource::<ResponseHandle>::new_borrow(0),
+                &exchange,
+            )
+            .map(|()| HookReturn::Logged),
+        HookCall::AppLog(entry) => hooks
+            .call_on_app_log(&mut *store, &(&*entry).into())
+            .map(|kept| HookReturn::AppLogged(kept.map(|entry| entry.map(AppLog::from)))),
+    }));
+    called.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(wasmtime::format_err!(
+            "a host function panicked under the call: {message}"
+        ))
+    })
+}
+
 impl PluginVersion {
     /// Links, type-checks against the world and initialises a compiled
     /// plugin. The first instance (which ran `init`) is kept for reuse.
@@ -430,6 +516,12 @@ impl PluginVersion {
             .instantiate_pre(component)
             .map_err(LoadError::WrongWorld)?;
         let pre = PluginBindingsPre::new(pre).map_err(LoadError::WrongWorld)?;
+        let sync_pre = runtime
+            .sync_linker
+            .instantiate_pre(component)
+            .map_err(LoadError::WrongWorld)?;
+        let fiber_indices = PluginBindingsIndices::new(&sync_pre).map_err(LoadError::WrongWorld)?;
+        let sync_indices = PluginSyncIndices::new(&sync_pre).map_err(LoadError::WrongWorld)?;
         let services = Arc::new(PluginServices::new(
             name,
             &settings,
@@ -456,19 +548,28 @@ impl PluginVersion {
             in_use,
             engine: runtime.engine.clone(),
             pre,
+            sync_pre,
+            fiber_indices,
+            sync_indices,
+            mode: CallMode::default(),
             services,
             idle: Mutex::new(Vec::new()),
             metrics: PluginHookMetrics::default(),
         };
-        let (first, hooks) = version.instantiate().await.map_err(LoadError::Init)?;
+        let (first, hooks) = version
+            .instantiate(CallStyle::Synchronous)
+            .await
+            .map_err(LoadError::Init)?;
         version.hooks = hooks;
         version.metrics = PluginHookMetrics::resolve(&runtime.metrics, name, hooks);
         version.give_back(first);
         Ok(version)
     }
 
-    /// A new instance with `init` run on it.
-    async fn instantiate(&self) -> Result<(PluginInstance, Hooks), HookFailure> {
+    /// A new instance with `init` run on it (on a fiber), its WASI linked
+    /// asynchronously for [`CallStyle::FiberWithAsyncWasi`] and
+    /// synchronously otherwise.
+    async fn instantiate(&self, style: CallStyle) -> Result<(PluginInstance, Hooks), HookFailure> {
         let state = HostState::new(self.services.clone(), self.settings.memory_limit_bytes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -476,9 +577,15 @@ impl PluginVersion {
         // cannot starve other requests; see `yielder`) and traps once past
         // its deadline. A call of a quarantined plugin is also told to move
         // to the quarantine lane when it yields.
-        store.epoch_deadline_callback(|context| {
-            if Instant::now() >= context.data().deadline {
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
+            if Instant::now() >= state.deadline {
                 Ok(UpdateDeadline::Interrupt)
+            } else if state.synchronous {
+                // A synchronous call cannot yield: it runs on to its end or
+                // its deadline, and the version's next calls go on a fiber.
+                state.ran_long = true;
+                Ok(UpdateDeadline::Continue(1))
             } else {
                 if let Some(moving) = &context.data().move_to_lane {
                     moving.store(true, Ordering::Relaxed);
@@ -493,43 +600,88 @@ impl PluginVersion {
         let init_deadline = self.settings.hook_timeout * INIT_DEADLINE_FACTOR;
         let deadline = Instant::now() + init_deadline;
         store.data_mut().deadline = deadline;
+        let unavailable = |e: wasmtime::Error| HookFailure::Unavailable(format!("{e:#}"));
         let started = async {
-            let bindings = self
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| HookFailure::Unavailable(format!("{e:#}")))?;
+            let (bindings, sync) = if style == CallStyle::FiberWithAsyncWasi {
+                let bindings = self
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(unavailable)?;
+                (bindings, None)
+            } else {
+                // Asynchronously, so that a long start function (a
+                // language runtime's) yields its thread like `init`.
+                let instance = self
+                    .sync_pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(unavailable)?;
+                let bindings = self
+                    .fiber_indices
+                    .load(&mut store, &instance)
+                    .map_err(unavailable)?;
+                let sync = self
+                    .sync_indices
+                    .load(&mut store, &instance)
+                    .map_err(unavailable)?;
+                (bindings, Some(sync))
+            };
+            // On a fiber, so that a long `init` yields its thread.
             let flags = bindings
                 .tandem_plugin_hooks()
                 .call_init(&mut store, &self.settings.config_json)
                 .await;
-            Ok::<_, HookFailure>((bindings, flags))
+            Ok::<_, HookFailure>((bindings, sync, flags))
         };
         let backstop = tokio::time::Instant::from_std(deadline + BLOCKED_CALL_GRACE);
-        let (bindings, flags) = match tokio::time::timeout_at(backstop, started).await {
+        let (bindings, sync, flags) = match tokio::time::timeout_at(backstop, started).await {
             Ok(started) => started?,
             Err(_) => return Err(HookFailure::Timeout(init_deadline)),
         };
+        if std::mem::take(&mut store.data_mut().waited) {
+            self.mode.waited();
+        }
         let memory_refused = store.data().limits.memory_refused;
         let flags = flags
             .map_err(|e| classify_trap(e, init_deadline, memory_refused))?
             .map_err(HookFailure::Error)?;
-        Ok((PluginInstance { store, bindings }, Hooks::from_flags(flags)))
+        let instance = PluginInstance {
+            store,
+            bindings,
+            sync,
+        };
+        Ok((instance, Hooks::from_flags(flags)))
     }
 
-    /// An idle instance, or a new one; true if it is new.
-    async fn checkout(&self) -> Result<(PluginInstance, bool), HookFailure> {
-        if self.settings.instances == InstanceMode::Reuse {
-            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            if let Some(instance) = idle {
-                return Ok((instance, false));
-            }
+    /// An idle instance that can make a call of `style`, or a new one; true
+    /// if it is new.
+    async fn checkout(&self, style: CallStyle) -> Result<(PluginInstance, bool), HookFailure> {
+        if let Some(instance) = self.take_idle(style) {
+            return Ok((instance, false));
         }
         // Boxed: instantiation is the rare path, and its future is large;
         // inline, every hook call's future would carry (and move) its size.
-        Box::pin(self.instantiate())
+        Box::pin(self.instantiate(style))
             .await
             .map(|(instance, _)| (instance, true))
+    }
+
+    /// An idle instance that can make a call of `style`, if there is one.
+    fn take_idle(&self, style: CallStyle) -> Option<PluginInstance> {
+        if self.settings.instances == InstanceMode::Fresh {
+            return None;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let instance = idle.pop()?;
+            // Once the version's calls wait, instances whose WASI waits
+            // synchronously are dropped as they come out of the pool.
+            if style == CallStyle::FiberWithAsyncWasi && instance.sync.is_some() {
+                continue;
+            }
+            return Some(instance);
+        }
     }
 
     fn give_back(&self, instance: PluginInstance) {
@@ -588,7 +740,12 @@ impl PluginVersion {
                 return Either::Right(Either::Left(quarantined));
             }
         }
-        Either::Right(Either::Right(self.run(call, request, response, None)))
+        match self.ready_to_run_now() {
+            Some((slot, instance)) => {
+                Either::Left(ready(self.run_now(slot, instance, call, request, response)))
+            }
+            None => Either::Right(Either::Right(self.run(call, request, response, None))),
+        }
     }
 
     /// Runs a call of a quarantined plugin: here while it is quick, and
@@ -650,9 +807,46 @@ impl PluginVersion {
         }
     }
 
-    /// Runs one hook call where it is polled. `move_to_lane`, for a call of
-    /// a quarantined plugin, is set at the call's first epoch tick. A failed
-    /// instance is dropped rather than reused.
+    /// An instance slot and an idle, synchronously linked instance, if the
+    /// version's calls are synchronous and both are free without waiting:
+    /// the common case, in which [`run_now`](Self::run_now) makes the call
+    /// with no future and no fiber.
+    fn ready_to_run_now(&self) -> Option<(tokio::sync::SemaphorePermit<'_>, PluginInstance)> {
+        if self.mode.style() != CallStyle::Synchronous {
+            return None;
+        }
+        let slot = self.in_use.try_acquire().ok()?;
+        let instance = self.take_idle(CallStyle::Synchronous)?;
+        if instance.sync.is_none() {
+            // Left from before a wait: only a fiber can call it.
+            self.give_back(instance);
+            return None;
+        }
+        Some((slot, instance))
+    }
+
+    /// Makes the call synchronously, here and now, with what
+    /// [`ready_to_run_now`](Self::ready_to_run_now) found.
+    fn run_now(
+        &self,
+        _slot: tokio::sync::SemaphorePermit<'_>,
+        mut instance: PluginInstance,
+        call: HookCall<'_>,
+        request: Option<RequestHead>,
+        response: Option<ResponseHead>,
+    ) -> Returned {
+        let hook = call.hook();
+        let started = Instant::now();
+        let deadline = started + self.settings.hook_timeout;
+        prepare(&mut instance, request, response, deadline, None, true);
+        let result = call_synchronously(&mut instance, call);
+        self.finish(hook, started, instance, Some(result))
+    }
+
+    /// Runs one hook call where it is polled: synchronously if the
+    /// version's calls are, else on a fiber. `move_to_lane`, for a call of
+    /// a quarantined plugin (always on a fiber), is set at the call's first
+    /// epoch tick. A failed instance is dropped rather than reused.
     async fn run(
         &self,
         call: HookCall<'_>,
@@ -692,7 +886,11 @@ impl PluginVersion {
             self.record_failure(hook, &failure);
             return (request, response, Err(failure));
         };
-        let mut instance = match self.checkout().await {
+        let mut style = self.mode.style();
+        if move_to_lane.is_some() && style == CallStyle::Synchronous {
+            style = CallStyle::Fiber;
+        }
+        let mut instance = match self.checkout(style).await {
             Ok((instance, instantiated)) => {
                 waited |= instantiated;
                 instance
@@ -704,12 +902,22 @@ impl PluginVersion {
         };
         let call_start = if waited { Instant::now() } else { started };
         let deadline = call_start + self.settings.hook_timeout;
-        let PluginInstance { store, bindings } = &mut instance;
-        store.data_mut().request = request;
-        store.data_mut().response = response;
-        store.data_mut().deadline = deadline;
-        store.data_mut().move_to_lane = move_to_lane;
-        store.set_epoch_deadline(FIRST_YIELD_TICKS);
+        let synchronous = style == CallStyle::Synchronous && instance.sync.is_some();
+        prepare(
+            &mut instance,
+            request,
+            response,
+            deadline,
+            move_to_lane,
+            synchronous,
+        );
+        if synchronous {
+            let result = call_synchronously(&mut instance, call);
+            return self.finish(hook, started, instance, Some(result));
+        }
+        let PluginInstance {
+            store, bindings, ..
+        } = &mut instance;
         let hooks = bindings.tandem_plugin_hooks();
         let request_handle = Resource::<RequestHandle>::new_borrow(0);
         let run = async {
@@ -751,23 +959,43 @@ impl PluginVersion {
             // timer.
             let first_poll = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
             match first_poll {
-                Poll::Ready(result) => Ok(result),
-                Poll::Pending => Box::pin(tokio::time::timeout_at(backstop, run)).await,
+                Poll::Ready(result) => Some(result),
+                Poll::Pending => Box::pin(tokio::time::timeout_at(backstop, run)).await.ok(),
             }
         };
-        let request = store.data_mut().request.take();
-        let response = store.data_mut().response.take();
+        self.finish(hook, started, instance, result)
+    }
+
+    /// After a call: moves the heads out of the store, counts the call,
+    /// notes a long or waiting call in the call mode, and gives the
+    /// instance back or, if the call failed, drops it. `None`: the call was
+    /// abandoned at its backstop.
+    fn finish(
+        &self,
+        hook: Hook,
+        started: Instant,
+        mut instance: PluginInstance,
+        result: Option<wasmtime::Result<HookReturn>>,
+    ) -> Returned {
+        let state = instance.store.data_mut();
+        let request = state.request.take();
+        let response = state.response.take();
+        if std::mem::take(&mut state.waited) {
+            self.mode.waited();
+        } else if std::mem::take(&mut state.ran_long) {
+            self.mode.ran_long();
+        }
         if let Some(metrics) = self.hook_metrics(hook) {
             metrics.observe(started.elapsed());
         }
-        let memory_refused = store.data().limits.memory_refused;
+        let memory_refused = state.limits.memory_refused;
         let failure = match result {
-            Ok(Ok(value)) => {
+            Some(Ok(value)) => {
                 self.give_back(instance);
                 return (request, response, Ok(value));
             }
-            Ok(Err(error)) => classify_trap(error, self.settings.hook_timeout, memory_refused),
-            Err(_) => HookFailure::Timeout(self.settings.hook_timeout),
+            Some(Err(error)) => classify_trap(error, self.settings.hook_timeout, memory_refused),
+            None => HookFailure::Timeout(self.settings.hook_timeout),
         };
         // The failed instance is dropped here, never reused.
         drop(instance);

@@ -148,6 +148,12 @@ pub struct HostState {
     /// Set at the first epoch tick of the current call, if the call is to
     /// move to the quarantine lane once it has run that long.
     pub move_to_lane: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The call under way is synchronous: it cannot yield at an epoch tick.
+    pub synchronous: bool,
+    /// The call under way reached an epoch tick (set only when synchronous).
+    pub ran_long: bool,
+    /// The call under way waited in a synchronous WASI call.
+    pub waited: bool,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -180,6 +186,9 @@ impl HostState {
             services,
             deadline: std::time::Instant::now(),
             move_to_lane: None,
+            synchronous: false,
+            ran_long: false,
+            waited: false,
             limits: PluginLimiter {
                 limits: StoreLimitsBuilder::new()
                     .memory_size(memory_bytes)
@@ -193,6 +202,13 @@ impl HostState {
             },
             table: ResourceTable::new(),
         }
+    }
+}
+
+impl HostState {
+    /// What the synchronous WASI waits work with.
+    pub fn waits_view(&mut self) -> super::sync_wasi::WaitsView<'_> {
+        super::sync_wasi::WaitsView::new(&mut self.table, self.deadline, &mut self.waited)
     }
 }
 
