@@ -292,7 +292,9 @@ pub struct PluginVersion {
     /// Whether calls are synchronous or on a fiber.
     pub mode: CallMode,
     services: Arc<PluginServices>,
-    idle: Mutex<Vec<PluginInstance>>,
+    /// Boxed: an instance moves out of the pool, through the call and back
+    /// at every call, and a pointer moves for nothing.
+    idle: Mutex<Vec<Box<PluginInstance>>>,
     metrics: PluginHookMetrics,
 }
 
@@ -569,7 +571,10 @@ impl PluginVersion {
     /// A new instance with `init` run on it (on a fiber), its WASI linked
     /// asynchronously for [`CallStyle::FiberWithAsyncWasi`] and
     /// synchronously otherwise.
-    async fn instantiate(&self, style: CallStyle) -> Result<(PluginInstance, Hooks), HookFailure> {
+    async fn instantiate(
+        &self,
+        style: CallStyle,
+    ) -> Result<(Box<PluginInstance>, Hooks), HookFailure> {
         let state = HostState::new(self.services.clone(), self.settings.memory_limit_bytes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -646,17 +651,17 @@ impl PluginVersion {
         let flags = flags
             .map_err(|e| classify_trap(e, init_deadline, memory_refused))?
             .map_err(HookFailure::Error)?;
-        let instance = PluginInstance {
+        let instance = Box::new(PluginInstance {
             store,
             bindings,
             sync,
-        };
+        });
         Ok((instance, Hooks::from_flags(flags)))
     }
 
     /// An idle instance that can make a call of `style`, or a new one; true
     /// if it is new.
-    async fn checkout(&self, style: CallStyle) -> Result<(PluginInstance, bool), HookFailure> {
+    async fn checkout(&self, style: CallStyle) -> Result<(Box<PluginInstance>, bool), HookFailure> {
         if let Some(instance) = self.take_idle(style) {
             return Ok((instance, false));
         }
@@ -668,7 +673,7 @@ impl PluginVersion {
     }
 
     /// An idle instance that can make a call of `style`, if there is one.
-    fn take_idle(&self, style: CallStyle) -> Option<PluginInstance> {
+    fn take_idle(&self, style: CallStyle) -> Option<Box<PluginInstance>> {
         if self.settings.instances == InstanceMode::Fresh {
             return None;
         }
@@ -684,7 +689,7 @@ impl PluginVersion {
         }
     }
 
-    fn give_back(&self, instance: PluginInstance) {
+    fn give_back(&self, instance: Box<PluginInstance>) {
         if self.settings.instances == InstanceMode::Fresh {
             return;
         }
@@ -744,7 +749,12 @@ impl PluginVersion {
             Some((slot, instance)) => {
                 Either::Left(ready(self.run_now(slot, instance, call, request, response)))
             }
-            None => Either::Right(Either::Right(self.run(call, request, response, None))),
+            // Boxed: with synchronous calls the common path, the fiber
+            // path's future (over a kilobyte) would otherwise be moved,
+            // as part of this one, through every layer above at every call.
+            None => Either::Right(Either::Right(Box::pin(
+                self.run(call, request, response, None),
+            ))),
         }
     }
 
@@ -811,7 +821,7 @@ impl PluginVersion {
     /// version's calls are synchronous and both are free without waiting:
     /// the common case, in which [`run_now`](Self::run_now) makes the call
     /// with no future and no fiber.
-    fn ready_to_run_now(&self) -> Option<(tokio::sync::SemaphorePermit<'_>, PluginInstance)> {
+    fn ready_to_run_now(&self) -> Option<(tokio::sync::SemaphorePermit<'_>, Box<PluginInstance>)> {
         if self.mode.style() != CallStyle::Synchronous {
             return None;
         }
@@ -830,7 +840,7 @@ impl PluginVersion {
     fn run_now(
         &self,
         _slot: tokio::sync::SemaphorePermit<'_>,
-        mut instance: PluginInstance,
+        mut instance: Box<PluginInstance>,
         call: HookCall<'_>,
         request: Option<RequestHead>,
         response: Option<ResponseHead>,
@@ -917,7 +927,7 @@ impl PluginVersion {
         }
         let PluginInstance {
             store, bindings, ..
-        } = &mut instance;
+        } = &mut *instance;
         let hooks = bindings.tandem_plugin_hooks();
         let request_handle = Resource::<RequestHandle>::new_borrow(0);
         let run = async {
@@ -974,7 +984,7 @@ impl PluginVersion {
         &self,
         hook: Hook,
         started: Instant,
-        mut instance: PluginInstance,
+        mut instance: Box<PluginInstance>,
         result: Option<wasmtime::Result<HookReturn>>,
     ) -> Returned {
         let state = instance.store.data_mut();

@@ -12,15 +12,24 @@ use tandem::records::config::RecordsConfig;
 use tandem::runtime::Runtime;
 use tandem::runtime::exchange::RequestHead;
 use tandem::runtime::loader::load_plugin;
+use tandem::runtime::plugin::PluginVersion;
 use tandem::shared_state::SharedState;
 
-/// Per-call times of one plugin in both instance modes.
+/// Per-call times of one plugin in both instance modes, and on a reused
+/// instance both ways a call is made.
 pub struct HookCost {
-    /// Mean time of a call on a reused instance.
+    /// Mean time of a synchronous call on a reused instance (the default).
     pub reused: Duration,
+    /// Mean time of a call on a fiber on a reused instance, as a plugin's
+    /// calls are made after one ran for a whole epoch tick.
+    pub reused_fiber: Duration,
     /// Mean time of a call on a fresh instance (instantiate + init + call).
     pub fresh: Duration,
 }
+
+/// Rounds of the two reused measurements, alternated so that both see the
+/// same machine.
+const ROUNDS: u32 = 3;
 
 fn request() -> RequestHead {
     let request = http::Request::get("/orders/7?expand=1")
@@ -38,7 +47,13 @@ fn request() -> RequestHead {
     )
 }
 
-async fn mean_call(dir: &Path, name: &str, calls: u32) -> anyhow::Result<Duration> {
+/// A plugin loaded in a runtime of its own, which lives as long as it.
+struct Loaded {
+    plugin: Arc<PluginVersion>,
+    _runtime: Runtime,
+}
+
+async fn load(dir: &Path, name: &str) -> anyhow::Result<Loaded> {
     let metrics = Arc::new(Metrics::new());
     // The hook never emits records; the default (stdout) sink is not started.
     let records = Arc::new(Records::new(&RecordsConfig::default(), &metrics)?);
@@ -47,8 +62,24 @@ async fn mean_call(dir: &Path, name: &str, calls: u32) -> anyhow::Result<Duratio
         .await
         .map(Arc::new)
         .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Loaded {
+        plugin,
+        _runtime: runtime,
+    })
+}
+
+/// Mean time of `calls` calls, after a tenth as many to warm up. With
+/// `fiber`, the calls are made on a fiber, as after a long call.
+async fn mean_call(
+    plugin: &Arc<PluginVersion>,
+    calls: u32,
+    fiber: bool,
+) -> anyhow::Result<Duration> {
+    if fiber {
+        // For the 10 s cool-down, longer than the measurement.
+        plugin.mode.ran_long();
+    }
     let mut head = request();
-    // Warm up caches and the instance pool.
     for _ in 0..calls / 10 {
         head = plugin.on_request(head).await.0;
     }
@@ -58,7 +89,14 @@ async fn mean_call(dir: &Path, name: &str, calls: u32) -> anyhow::Result<Duratio
         outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
         head = back;
     }
-    Ok(started.elapsed() / calls)
+    let mean = started.elapsed() / calls;
+    let expected = if fiber { "fiber" } else { "synchronous" };
+    anyhow::ensure!(
+        plugin.mode.name() == expected,
+        "the calls were to be {expected}, the plugin's mode is {}",
+        plugin.mode.name()
+    );
+    Ok(mean)
 }
 
 /// Measures the header-reader plugin found at `wasm`, reused and fresh.
@@ -67,10 +105,20 @@ pub async fn measure(wasm: &Path) -> anyhow::Result<HookCost> {
     std::fs::copy(wasm, dir.join("reused.wasm"))?;
     std::fs::copy(wasm, dir.join("fresh.wasm"))?;
     std::fs::write(dir.join("fresh.toml"), "instances = \"fresh\"\n")?;
-    let reused = mean_call(&dir, "reused", 200_000).await?;
-    let fresh = mean_call(&dir, "fresh", 5_000).await?;
+    let synchronous = load(&dir, "reused").await?;
+    let on_fiber = load(&dir, "reused").await?;
+    let (mut reused, mut reused_fiber) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        reused += mean_call(&synchronous.plugin, 200_000, false).await?;
+        reused_fiber += mean_call(&on_fiber.plugin, 200_000, true).await?;
+    }
+    let fresh = mean_call(&load(&dir, "fresh").await?.plugin, 5_000, false).await?;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(HookCost { reused, fresh })
+    Ok(HookCost {
+        reused: reused / ROUNDS,
+        reused_fiber: reused_fiber / ROUNDS,
+        fresh,
+    })
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
