@@ -87,9 +87,11 @@ where
     ///
     /// `replay` gives the same request again if it is safe to repeat
     /// (idempotent, no body), or `None`. It is asked at most once: when a
-    /// pooled connection took the request and closed without a response,
-    /// which is what an upstream that timed the idle connection out just as
-    /// the request arrived does. The copy then goes on a new connection.
+    /// pooled connection took the request and closed or was reset without
+    /// a response, which is what an upstream that timed the idle
+    /// connection out just as the request arrived does (a reset when the
+    /// request reached a socket the upstream had already closed). The copy
+    /// then goes on a new connection.
     pub async fn send(
         &self,
         mut request: Request<B>,
@@ -121,7 +123,8 @@ where
                 request = unsent;
                 continue;
             }
-            let closed_unanswered = failed.error().is_incomplete_message();
+            let closed_unanswered =
+                failed.error().is_incomplete_message() || was_reset(failed.error());
             match replay
                 .take()
                 .filter(|_| closed_unanswered)
@@ -212,6 +215,20 @@ where
     }
 }
 
+/// True if the connection under an exchange was reset or broken, rather
+/// than the exchange going wrong in HTTP.
+fn was_reset(error: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted);
+        }
+        source = cause.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -255,6 +272,9 @@ mod tests {
         /// upstream whose keep-alive timer fired as that request arrived
         /// would.
         DropNext,
+        /// Reads the next request and resets the connection, as the kernel
+        /// does when a request reaches a socket the upstream closed.
+        ResetNext,
     }
 
     /// An upstream that answers request heads with `body`, and after the
@@ -291,6 +311,12 @@ mod tests {
                         while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                             buffer.drain(..end + 4);
                             if answered > 0 && then == Then::DropNext {
+                                return;
+                            }
+                            if answered > 0 && then == Then::ResetNext {
+                                // Closing with unread data and a zero
+                                // linger sends a reset.
+                                let _ = stream.set_linger(Some(Duration::ZERO));
                                 return;
                             }
                             answered += 1;
@@ -379,6 +405,32 @@ mod tests {
             .await
             .expect_err("not sent again");
         assert!(!error.is_connect(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_repeatable_request_a_pooled_connection_reset_goes_again_once() {
+        let (address, accepted) = upstream(b"ok", Then::ResetNext).await;
+        let pool = pool(address);
+        let first = pool.send(get("/"), || None).await.expect("a response");
+        assert_eq!(body_of(first).await, "ok");
+        let again = pool
+            .send(get("/"), || Some(get("/")))
+            .await
+            .expect("sent again on a new connection");
+        assert_eq!(body_of(again).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let error = pool
+            .send(get("/"), || None)
+            .await
+            .expect_err("not sent again");
+        assert!(was_reset(&error_of(error)), "the error is the reset");
+    }
+
+    fn error_of(error: UpstreamError) -> hyper::Error {
+        match error {
+            UpstreamError::Exchange(error) => error,
+            UpstreamError::Connect { .. } => panic!("a connect error: {error}"),
+        }
     }
 
     #[tokio::test]
