@@ -148,7 +148,7 @@ pub fn plugins_json(app: &App) -> serde_json::Value {
                 "quarantine_remaining_ms": p.quarantine.remaining().map(|r| r.as_millis() as u64),
                 "last_failure": *p.last_failure.lock().unwrap_or_else(|e| e.into_inner()),
                 "idle_instances": p.idle_instances(),
-                "calls": p.mode.name(),
+                "calls": p.mode().name(),
             })
         })
         .collect();

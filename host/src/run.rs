@@ -100,6 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         make_proxy,
         server::connection_slots(&config.limits),
         config.shutdown_grace,
+        app.runtime.call_stack_bytes,
     )?;
     let drained = workers.serve_until(shutdown).await;
     admin.abort();

@@ -124,7 +124,10 @@ pub struct LimitedBody {
     inner: Option<Incoming>,
     limit: u64,
     read: u64,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: Instant,
+    /// Armed the first time the body has to wait: most requests have no
+    /// body, or one that is in with the head, and never need the timer.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     verdict: BodyVerdict,
 }
 
@@ -135,7 +138,8 @@ impl LimitedBody {
             inner: Some(inner),
             limit,
             read: 0,
-            deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
+            deadline,
+            timer: None,
             verdict,
         }
     }
@@ -176,7 +180,11 @@ impl Body for LimitedBody {
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                if self.deadline.as_mut().poll(cx).is_ready() {
+                let deadline = self.deadline;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+                if timer.as_mut().poll(cx).is_ready() {
                     self.verdict.set(VERDICT_TIMED_OUT);
                     return Poll::Ready(Some(Err(BodyError::TimedOut)));
                 }

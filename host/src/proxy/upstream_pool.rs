@@ -316,7 +316,7 @@ mod tests {
                             if answered > 0 && then == Then::ResetNext {
                                 // Closing with unread data and a zero
                                 // linger sends a reset.
-                                let _ = stream.set_linger(Some(Duration::ZERO));
+                                let _ = stream.set_zero_linger();
                                 return;
                             }
                             answered += 1;

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::{Proxy, server};
+use crate::runtime::thread_stack;
 
 /// The running workers.
 pub struct Workers {
@@ -80,6 +81,7 @@ impl Workers {
         make_proxy: impl Fn() -> Proxy,
         slots: Arc<Semaphore>,
         grace: Duration,
+        call_stack_bytes: usize,
     ) -> anyhow::Result<Self> {
         listener
             .set_nonblocking(true)
@@ -105,7 +107,10 @@ impl Workers {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("tandem-worker-{index}"))
+                // Hook calls on the workers are synchronous, on this stack.
+                .stack_size(thread_stack::thread_stack_for(call_stack_bytes))
                 .spawn(move || {
+                    thread_stack::set_room_for_calls(call_stack_bytes);
                     if let Err(error) = run_worker(setup) {
                         tracing::error!(worker = index, "proxy worker failed: {error:#}");
                     }

@@ -1,18 +1,20 @@
 //! How one plugin version's hook calls are made: synchronously, on the
 //! worker's own stack, or on a fiber.
 //!
-//! A synchronous call costs about half of one on a fiber, but it cannot
-//! yield: a guest that runs for a whole epoch tick holds its worker until
-//! it returns or reaches its deadline, and a wait (a sleep) holds the thread
-//! too. So calls start synchronous, and
+//! A synchronous call costs about two thirds of one on a fiber, but it
+//! cannot yield: a guest that runs for a whole epoch tick holds its worker
+//! until it returns or reaches its deadline, and a wait (a sleep) holds the
+//! thread too. So calls start synchronous, and
 //!
-//! - a call that runs for a whole tick puts the version's calls on a fiber,
-//!   where they yield at every tick, until [`FIBER_COOLDOWN`] passes
-//!   without another such call;
+//! - a call that runs for a whole tick (synchronous or on a fiber) puts the
+//!   version's calls on a fiber, where they yield at every tick, until
+//!   [`FIBER_COOLDOWN`] passes without another such call;
 //! - a call that waits puts them on a fiber for good, with WASI linked
 //!   asynchronously, where a wait yields the thread (a plugin that sleeps
 //!   once will again).
 //!
+//! Both are told at the moment they happen (from the epoch callback and
+//! from the wait), so that calls starting meanwhile already go on a fiber.
 //! The request path reads one atomic while calls are synchronous.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

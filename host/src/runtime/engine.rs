@@ -26,6 +26,13 @@ pub const MAX_WASM_STACK_BYTES: usize = 1 << 20;
 /// larger than the wasm stack limit).
 const HOST_STACK_HEADROOM: usize = 1 << 20;
 
+/// The stack one hook call may need: the guest's limit and the host
+/// functions it calls. A fiber's stack is this big; a thread that makes
+/// synchronous calls keeps this much room (see `thread_stack`).
+pub fn call_stack_bytes(wasm_stack_bytes: usize) -> usize {
+    wasm_stack_bytes + HOST_STACK_HEADROOM
+}
+
 /// How instances get their memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allocator {
@@ -67,7 +74,7 @@ fn base_config(wasm_stack_bytes: usize) -> Config {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.max_wasm_stack(wasm_stack_bytes);
-    config.async_stack_size(wasm_stack_bytes + HOST_STACK_HEADROOM);
+    config.async_stack_size(call_stack_bytes(wasm_stack_bytes));
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config
 }

@@ -17,6 +17,7 @@ pub mod quarantine;
 pub mod since;
 pub mod state;
 pub mod sync_wasi;
+pub mod thread_stack;
 pub mod yielder;
 
 use std::sync::Arc;
@@ -50,6 +51,9 @@ pub struct Runtime {
     pub records: Arc<Records>,
     /// Where the calls of quarantined plugins run.
     pub lane: Lane,
+    /// The stack one hook call may need; a synchronous call is made only
+    /// on a thread that keeps this much room (`thread_stack`).
+    pub call_stack_bytes: usize,
     _ticker: EpochTicker,
 }
 
@@ -88,6 +92,7 @@ impl Runtime {
             shared,
             records,
             lane,
+            call_stack_bytes: engine::call_stack_bytes(wasm_stack_bytes),
             _ticker: ticker,
         })
     }

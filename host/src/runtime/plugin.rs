@@ -28,6 +28,7 @@ use super::exchange::{
 use super::lane::Lane;
 use super::quarantine::{Placement, Quarantine};
 use super::state::{HostState, PluginServices};
+use super::thread_stack;
 use super::yielder::YieldToBack;
 use crate::metrics::HookMetrics;
 use crate::plugin_settings::{InstanceMode, PluginSettings};
@@ -289,11 +290,13 @@ pub struct PluginVersion {
     sync_pre: InstancePre<HostState>,
     fiber_indices: PluginBindingsIndices,
     sync_indices: PluginSyncIndices,
-    /// Whether calls are synchronous or on a fiber.
-    pub mode: CallMode,
     services: Arc<PluginServices>,
+    /// The stack one call may need; a synchronous call is made only on a
+    /// thread that keeps this much room.
+    call_stack_bytes: usize,
     /// Boxed: an instance moves out of the pool, through the call and back
     /// at every call, and a pointer moves for nothing.
+    #[allow(clippy::vec_box, reason = "the boxes move, not the vector")]
     idle: Mutex<Vec<Box<PluginInstance>>>,
     metrics: PluginHookMetrics,
 }
@@ -447,8 +450,6 @@ fn prepare(
     state.deadline = deadline;
     state.move_to_lane = move_to_lane;
     state.synchronous = synchronous;
-    state.ran_long = false;
-    state.waited = false;
     instance.store.set_epoch_deadline(FIRST_YIELD_TICKS);
 }
 
@@ -490,16 +491,19 @@ fn call_synchronously(
             .call_on_app_log(&mut *store, &(&*entry).into())
             .map(|kept| HookReturn::AppLogged(kept.map(|entry| entry.map(AppLog::from)))),
     }));
-    called.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|m| m.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
-        Err(wasmtime::format_err!(
-            "a host function panicked under the call: {message}"
-        ))
-    })
+    called.unwrap_or_else(|panic| Err(host_panic(panic)))
+}
+
+/// A panic in a host function under a hook call, as the call's error: the
+/// call fails like a trap (and its instance is dropped) instead of taking
+/// the request's task down.
+fn host_panic(panic: Box<dyn std::any::Any + Send>) -> wasmtime::Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    wasmtime::format_err!("a host function panicked under the call: {message}")
 }
 
 impl PluginVersion {
@@ -553,8 +557,8 @@ impl PluginVersion {
             sync_pre,
             fiber_indices,
             sync_indices,
-            mode: CallMode::default(),
             services,
+            call_stack_bytes: runtime.call_stack_bytes,
             idle: Mutex::new(Vec::new()),
             metrics: PluginHookMetrics::default(),
         };
@@ -588,10 +592,15 @@ impl PluginVersion {
                 Ok(UpdateDeadline::Interrupt)
             } else if state.synchronous {
                 // A synchronous call cannot yield: it runs on to its end or
-                // its deadline, and the version's next calls go on a fiber.
-                state.ran_long = true;
+                // its deadline, and the version's calls go on a fiber from
+                // now on (told now, not when this call ends, so that calls
+                // starting meanwhile already go there).
+                state.services.mode.ran_long();
                 Ok(UpdateDeadline::Continue(1))
             } else {
+                // A call on a fiber that runs a whole tick keeps the
+                // version's calls there.
+                state.services.mode.ran_long();
                 if let Some(moving) = &context.data().move_to_lane {
                     moving.store(true, Ordering::Relaxed);
                 }
@@ -644,9 +653,6 @@ impl PluginVersion {
             Ok(started) => started?,
             Err(_) => return Err(HookFailure::Timeout(init_deadline)),
         };
-        if std::mem::take(&mut store.data_mut().waited) {
-            self.mode.waited();
-        }
         let memory_refused = store.data().limits.memory_refused;
         let flags = flags
             .map_err(|e| classify_trap(e, init_deadline, memory_refused))?
@@ -673,20 +679,32 @@ impl PluginVersion {
     }
 
     /// An idle instance that can make a call of `style`, if there is one.
+    /// Instances linked the other way are dropped as they come out (after
+    /// the lock is released: dropping a store unmaps its memory).
     fn take_idle(&self, style: CallStyle) -> Option<Box<PluginInstance>> {
         if self.settings.instances == InstanceMode::Fresh {
             return None;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let instance = idle.pop()?;
-            // Once the version's calls wait, instances whose WASI waits
-            // synchronously are dropped as they come out of the pool.
-            if style == CallStyle::FiberWithAsyncWasi && instance.sync.is_some() {
-                continue;
+        let mut unfit = Vec::new();
+        let found = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let Some(instance) = idle.pop() else {
+                    break None;
+                };
+                let fits = match style {
+                    CallStyle::Synchronous => instance.sync.is_some(),
+                    CallStyle::Fiber => true,
+                    CallStyle::FiberWithAsyncWasi => instance.sync.is_none(),
+                };
+                if fits {
+                    break Some(instance);
+                }
+                unfit.push(instance);
             }
-            return Some(instance);
-        }
+        };
+        drop(unfit);
+        found
     }
 
     fn give_back(&self, instance: Box<PluginInstance>) {
@@ -822,16 +840,13 @@ impl PluginVersion {
     /// the common case, in which [`run_now`](Self::run_now) makes the call
     /// with no future and no fiber.
     fn ready_to_run_now(&self) -> Option<(tokio::sync::SemaphorePermit<'_>, Box<PluginInstance>)> {
-        if self.mode.style() != CallStyle::Synchronous {
+        if self.mode().style() != CallStyle::Synchronous
+            || thread_stack::room_for_calls() < self.call_stack_bytes
+        {
             return None;
         }
         let slot = self.in_use.try_acquire().ok()?;
         let instance = self.take_idle(CallStyle::Synchronous)?;
-        if instance.sync.is_none() {
-            // Left from before a wait: only a fiber can call it.
-            self.give_back(instance);
-            return None;
-        }
         Some((slot, instance))
     }
 
@@ -896,10 +911,12 @@ impl PluginVersion {
             self.record_failure(hook, &failure);
             return (request, response, Err(failure));
         };
-        let mut style = self.mode.style();
-        if move_to_lane.is_some() && style == CallStyle::Synchronous {
-            style = CallStyle::Fiber;
-        }
+        // A quarantined call may move to the lane, a single thread for
+        // every quarantined plugin: a wait there must yield, not sleep.
+        let style = match move_to_lane {
+            Some(_) => CallStyle::FiberWithAsyncWasi,
+            None => self.mode().style(),
+        };
         let mut instance = match self.checkout(style).await {
             Ok((instance, instantiated)) => {
                 waited |= instantiated;
@@ -912,7 +929,9 @@ impl PluginVersion {
         };
         let call_start = if waited { Instant::now() } else { started };
         let deadline = call_start + self.settings.hook_timeout;
-        let synchronous = style == CallStyle::Synchronous && instance.sync.is_some();
+        let synchronous = style == CallStyle::Synchronous
+            && instance.sync.is_some()
+            && thread_stack::room_for_calls() >= self.call_stack_bytes;
         prepare(
             &mut instance,
             request,
@@ -959,6 +978,10 @@ impl PluginVersion {
                     .map(HookReturn::AppLogged),
             }
         };
+        // As on the synchronous path, a host panic fails the call.
+        let run = std::panic::AssertUnwindSafe(run)
+            .catch_unwind()
+            .map(|called| called.unwrap_or_else(|panic| Err(host_panic(panic))));
         // Guest code is interrupted at the deadline by the epoch callback;
         // this backstop abandons a call blocked in a host call instead.
         let backstop = tokio::time::Instant::from_std(deadline + BLOCKED_CALL_GRACE);
@@ -977,8 +1000,7 @@ impl PluginVersion {
     }
 
     /// After a call: moves the heads out of the store, counts the call,
-    /// notes a long or waiting call in the call mode, and gives the
-    /// instance back or, if the call failed, drops it. `None`: the call was
+    /// and gives the instance back or, if the call failed, drops it. `None`: the call was
     /// abandoned at its backstop.
     fn finish(
         &self,
@@ -990,11 +1012,6 @@ impl PluginVersion {
         let state = instance.store.data_mut();
         let request = state.request.take();
         let response = state.response.take();
-        if std::mem::take(&mut state.waited) {
-            self.mode.waited();
-        } else if std::mem::take(&mut state.ran_long) {
-            self.mode.ran_long();
-        }
         if let Some(metrics) = self.hook_metrics(hook) {
             metrics.observe(started.elapsed());
         }
@@ -1174,6 +1191,11 @@ impl PluginVersion {
             BreakerState::Serving if self.quarantine.remaining().is_some() => "quarantined",
             BreakerState::Serving => "serving",
         }
+    }
+
+    /// Whether the version's calls are synchronous or on a fiber.
+    pub fn mode(&self) -> &CallMode {
+        &self.services.mode
     }
 
     /// Idle instances in the pool.

@@ -42,6 +42,9 @@ pub struct PluginServices {
     pub metric_series_limit: usize,
     /// Resolution of the clocks the plugin reads.
     pub clock_resolution: std::time::Duration,
+    /// Whether the version's calls are synchronous or on a fiber; told at
+    /// once when a call runs long or waits.
+    pub mode: super::call_mode::CallMode,
 }
 
 impl PluginServices {
@@ -68,6 +71,7 @@ impl PluginServices {
             log_budget,
             metric_series_limit: settings.metric_series_limit as usize,
             clock_resolution: settings.clock_resolution,
+            mode: super::call_mode::CallMode::default(),
         }
     }
 
@@ -150,10 +154,6 @@ pub struct HostState {
     pub move_to_lane: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The call under way is synchronous: it cannot yield at an epoch tick.
     pub synchronous: bool,
-    /// The call under way reached an epoch tick (set only when synchronous).
-    pub ran_long: bool,
-    /// The call under way waited in a synchronous WASI call.
-    pub waited: bool,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -187,8 +187,6 @@ impl HostState {
             deadline: std::time::Instant::now(),
             move_to_lane: None,
             synchronous: false,
-            ran_long: false,
-            waited: false,
             limits: PluginLimiter {
                 limits: StoreLimitsBuilder::new()
                     .memory_size(memory_bytes)
@@ -208,7 +206,7 @@ impl HostState {
 impl HostState {
     /// What the synchronous WASI waits work with.
     pub fn waits_view(&mut self) -> super::sync_wasi::WaitsView<'_> {
-        super::sync_wasi::WaitsView::new(&mut self.table, self.deadline, &mut self.waited)
+        super::sync_wasi::WaitsView::new(&mut self.table, self.deadline, &self.services.mode)
     }
 }
 

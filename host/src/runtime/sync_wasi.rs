@@ -17,13 +17,17 @@
 //!
 //! A wait holds the worker thread, which is why a plugin whose call waits or
 //! runs for a whole epoch tick has its calls moved to a fiber (where a wait
-//! yields the thread) for a while; see `PluginVersion::run_now`. The socket
-//! calls that would also block (binding or listening on a socket) are
-//! denied by the context before they could, and a host panic in a
-//! synchronous call is caught and counted as a trap.
+//! yields the thread) for a while; see `call_mode`. The socket calls that
+//! wasmtime-wasi also runs through the runtime (binding, listening,
+//! creating a UDP socket) are answered at once: the context denies them.
+//! The remaining ones (filesystem descriptor calls, dropping an outgoing
+//! datagram stream) need a descriptor or a UDP socket, which a plugin
+//! cannot get while the context grants no preopened directory and no UDP;
+//! were one reached, its panic would be caught and the call fail like a
+//! trap, on either path.
 
 use std::future::Future;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -47,6 +51,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, Pollable, 
 use wasmtime_wasi::p2::{Network, SocketResult, StreamResult, TcpSocket, UdpSocket, subscribe};
 use wasmtime_wasi::sockets::WasiSocketsView;
 
+use super::call_mode::CallMode;
 use super::state::HostState;
 
 /// How long a waiting call sleeps between two looks at what it waits for.
@@ -70,7 +75,16 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
 /// the tokio runtime. With the network denied (as Tandem's context does)
 /// each answers at once; one that would not is a trap.
 fn add_socket_calls(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    let mut tcp = linker.instance("wasi:sockets/tcp@0.2.12")?;
+    for (instance, function) in [
+        (TCP, "[method]tcp-socket.start-bind"),
+        (TCP, "[method]tcp-socket.start-listen"),
+        (UDP, "[method]udp-socket.start-bind"),
+        (UDP, "[method]udp-socket.stream"),
+        (CREATE_UDP, "create-udp-socket"),
+    ] {
+        ensure_defined(linker, instance, function)?;
+    }
+    let mut tcp = linker.instance(TCP)?;
     tcp.func_wrap(
         "[method]tcp-socket.start-bind",
         |mut store: StoreContextMut<'_, HostState>,
@@ -86,7 +100,7 @@ fn add_socket_calls(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             answer_now(AsyncTcp::start_listen(&mut view, socket))
         },
     )?;
-    let mut udp = linker.instance("wasi:sockets/udp@0.2.12")?;
+    let mut udp = linker.instance(UDP)?;
     udp.func_wrap(
         "[method]udp-socket.start-bind",
         |mut store: StoreContextMut<'_, HostState>,
@@ -103,7 +117,7 @@ fn add_socket_calls(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             answer_now(AsyncUdp::stream(&mut view, socket, remote))
         },
     )?;
-    let mut create = linker.instance("wasi:sockets/udp-create-socket@0.2.12")?;
+    let mut create = linker.instance(CREATE_UDP)?;
     create.func_wrap(
         "create-udp-socket",
         |mut store: StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
@@ -112,6 +126,35 @@ fn add_socket_calls(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// The socket interfaces as wasmtime-wasi names them (its WIT's version).
+const TCP: &str = "wasi:sockets/tcp@0.2.12";
+const UDP: &str = "wasi:sockets/udp@0.2.12";
+const CREATE_UDP: &str = "wasi:sockets/udp-create-socket@0.2.12";
+
+/// Fails unless wasmtime-wasi already defined `function` in `instance`.
+/// The names above carry its WIT's version; after an upgrade that moves
+/// it, replacing would silently add a second instance beside the real one
+/// instead, and this stops the host from starting.
+fn ensure_defined(
+    linker: &mut Linker<HostState>,
+    instance: &str,
+    function: &str,
+) -> wasmtime::Result<()> {
+    linker.allow_shadowing(false);
+    let probe = linker
+        .instance(instance)?
+        .func_wrap(function, |_: StoreContextMut<'_, HostState>, (): ()| Ok(()));
+    linker.allow_shadowing(true);
+    match probe {
+        // "defined twice": it is there to be replaced.
+        Err(_) => Ok(()),
+        Ok(()) => Err(wasmtime::format_err!(
+            "wasmtime-wasi defines no `{function}` in `{instance}`: update the \
+             version in host/src/runtime/sync_wasi.rs to its WIT's"
+        )),
+    }
 }
 
 /// A socket call's answer, which must be there at once, as the component
@@ -128,37 +171,35 @@ fn answer_now<T>(
     }
 }
 
-/// Runs `attempt` (which makes a future and polls it once) until it gives
-/// an answer; between attempts the thread sleeps, and at `deadline` the
-/// wait ends as an interrupt.
-/// `waited` is set once the thread has slept.
-fn settle<T>(
-    deadline: Instant,
-    waited: &mut bool,
-    mut attempt: impl FnMut() -> Option<T>,
-) -> wasmtime::Result<T> {
+/// Polls `future` until it is ready: at once, and if it is not, again
+/// every [`WAIT_STEP`] while the thread sleeps (telling `mode` before the
+/// first sleep), until `deadline`, where the wait ends as an interrupt.
+/// One future throughout, so an operation that did part of its work before
+/// it had to wait is not started again.
+fn settle<F: Future>(deadline: Instant, mode: &CallMode, future: F) -> wasmtime::Result<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
     // Twice at once: a pollable that is already due may first ask to be
     // polled again (wasmtime-wasi's own past deadlines do).
     for _ in 0..2 {
-        if let Some(answer) = attempt() {
+        if let Poll::Ready(answer) = future.as_mut().poll(&mut context) {
             return Ok(answer);
         }
     }
+    mode.waited();
     loop {
         let now = Instant::now();
         if now >= deadline {
             return Err(wasmtime::Trap::Interrupt.into());
         }
-        *waited = true;
         std::thread::sleep((deadline - now).min(WAIT_STEP));
-        if let Some(answer) = attempt() {
+        if let Poll::Ready(answer) = future.as_mut().poll(&mut context) {
             return Ok(answer);
         }
     }
 }
 
-/// Polls a future once, with a waker that does nothing: the callers look
-/// again themselves.
+/// Polls a future once, with a waker that does nothing.
 fn poll_once<F: Future>(future: F) -> Option<F::Output> {
     future.now_or_never()
 }
@@ -167,10 +208,10 @@ fn poll_once<F: Future>(future: F) -> Option<F::Output> {
 /// error that traps.
 fn settle_stream<T>(
     deadline: Instant,
-    waited: &mut bool,
-    attempt: impl FnMut() -> Option<StreamResult<T>>,
+    mode: &CallMode,
+    future: impl Future<Output = StreamResult<T>>,
 ) -> StreamResult<T> {
-    settle(deadline, waited, attempt).unwrap_or_else(|interrupt| Err(StreamError::Trap(interrupt)))
+    settle(deadline, mode, future).unwrap_or_else(|interrupt| Err(StreamError::Trap(interrupt)))
 }
 
 /// `wasi:io/poll` and `wasi:io/streams` over the store's resource table.
@@ -180,11 +221,12 @@ impl HasData for Waits {
     type Data<'a> = WaitsView<'a>;
 }
 
-/// The resource table, the call's deadline, and where to note a wait.
+/// The resource table, the call's deadline, and the version's call mode,
+/// which a wait moves to a fiber.
 pub struct WaitsView<'a> {
     table: &'a mut ResourceTable,
     deadline: Instant,
-    waited: &'a mut bool,
+    mode: &'a CallMode,
 }
 
 impl Waits {
@@ -195,42 +237,36 @@ impl Waits {
 
 impl<'a> WaitsView<'a> {
     /// The view of a store's table for a call with this deadline.
-    pub fn new(table: &'a mut ResourceTable, deadline: Instant, waited: &'a mut bool) -> Self {
+    pub fn new(table: &'a mut ResourceTable, deadline: Instant, mode: &'a CallMode) -> Self {
         Self {
             table,
             deadline,
-            waited,
+            mode,
         }
     }
 }
 
 impl poll::Host for WaitsView<'_> {
     fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
-        let reps: Vec<u32> = pollables.iter().map(Resource::rep).collect();
-        let table = &mut *self.table;
-        settle(self.deadline, self.waited, || {
-            let borrowed = reps.iter().map(|&rep| Resource::new_borrow(rep)).collect();
-            poll_once(AsyncPollHost::poll(table, borrowed))
-        })?
+        settle(
+            self.deadline,
+            self.mode,
+            AsyncPollHost::poll(self.table, pollables),
+        )?
     }
 }
 
 impl poll::HostPollable for WaitsView<'_> {
     fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
-        let rep = pollable.rep();
-        Ok(poll_once(AsyncHostPollable::block(
-            self.table,
-            Resource::new_borrow(rep),
-        ))
-        .is_some())
+        poll_once(AsyncHostPollable::ready(self.table, pollable)).unwrap_or(Ok(false))
     }
 
     fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
-        let rep = pollable.rep();
-        let table = &mut *self.table;
-        settle(self.deadline, self.waited, || {
-            poll_once(AsyncHostPollable::block(table, Resource::new_borrow(rep)))
-        })?
+        settle(
+            self.deadline,
+            self.mode,
+            AsyncHostPollable::block(self.table, pollable),
+        )?
     }
 
     fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
@@ -248,12 +284,11 @@ impl streams::HostOutputStream for WaitsView<'_> {
     fn drop(&mut self, stream: Resource<DynOutputStream>) -> wasmtime::Result<()> {
         // Dropping cancels the stream, which for a plugin's output (the only
         // output streams it can have) is immediate.
-        let table = &mut *self.table;
-        let mut stream = Some(stream);
-        settle(self.deadline, self.waited, || {
-            let stream = stream.take().expect("dropped once");
-            poll_once(AsyncHostOutputStream::drop(table, stream))
-        })?
+        settle(
+            self.deadline,
+            self.mode,
+            AsyncHostOutputStream::drop(self.table, stream),
+        )?
     }
 
     fn check_write(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<u64> {
@@ -269,16 +304,11 @@ impl streams::HostOutputStream for WaitsView<'_> {
         stream: Resource<DynOutputStream>,
         bytes: Vec<u8>,
     ) -> StreamResult<()> {
-        let rep = stream.rep();
-        let table = &mut *self.table;
-        settle_stream(self.deadline, self.waited, || {
-            let stream = Resource::new_borrow(rep);
-            poll_once(AsyncHostOutputStream::blocking_write_and_flush(
-                table,
-                stream,
-                bytes.clone(),
-            ))
-        })
+        settle_stream(
+            self.deadline,
+            self.mode,
+            AsyncHostOutputStream::blocking_write_and_flush(self.table, stream, bytes),
+        )
     }
 
     fn blocking_write_zeroes_and_flush(
@@ -286,14 +316,11 @@ impl streams::HostOutputStream for WaitsView<'_> {
         stream: Resource<DynOutputStream>,
         len: u64,
     ) -> StreamResult<()> {
-        let rep = stream.rep();
-        let table = &mut *self.table;
-        settle_stream(self.deadline, self.waited, || {
-            let stream = Resource::new_borrow(rep);
-            poll_once(AsyncHostOutputStream::blocking_write_zeroes_and_flush(
-                table, stream, len,
-            ))
-        })
+        settle_stream(
+            self.deadline,
+            self.mode,
+            AsyncHostOutputStream::blocking_write_zeroes_and_flush(self.table, stream, len),
+        )
     }
 
     fn subscribe(
@@ -312,14 +339,11 @@ impl streams::HostOutputStream for WaitsView<'_> {
     }
 
     fn blocking_flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
-        let rep = stream.rep();
-        let table = &mut *self.table;
-        settle_stream(self.deadline, self.waited, || {
-            poll_once(AsyncHostOutputStream::blocking_flush(
-                table,
-                Resource::new_borrow(rep),
-            ))
-        })
+        settle_stream(
+            self.deadline,
+            self.mode,
+            AsyncHostOutputStream::blocking_flush(self.table, stream),
+        )
     }
 
     fn splice(
@@ -337,27 +361,21 @@ impl streams::HostOutputStream for WaitsView<'_> {
         src: Resource<DynInputStream>,
         len: u64,
     ) -> StreamResult<u64> {
-        let (dst, src) = (dst.rep(), src.rep());
-        let table = &mut *self.table;
-        settle_stream(self.deadline, self.waited, || {
-            poll_once(AsyncHostOutputStream::blocking_splice(
-                table,
-                Resource::new_borrow(dst),
-                Resource::new_borrow(src),
-                len,
-            ))
-        })
+        settle_stream(
+            self.deadline,
+            self.mode,
+            AsyncHostOutputStream::blocking_splice(self.table, dst, src, len),
+        )
     }
 }
 
 impl streams::HostInputStream for WaitsView<'_> {
     fn drop(&mut self, stream: Resource<DynInputStream>) -> wasmtime::Result<()> {
-        let table = &mut *self.table;
-        let mut stream = Some(stream);
-        settle(self.deadline, self.waited, || {
-            let stream = stream.take().expect("dropped once");
-            poll_once(AsyncHostInputStream::drop(table, stream))
-        })?
+        settle(
+            self.deadline,
+            self.mode,
+            AsyncHostInputStream::drop(self.table, stream),
+        )?
     }
 
     fn read(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<Vec<u8>> {
@@ -369,15 +387,11 @@ impl streams::HostInputStream for WaitsView<'_> {
         stream: Resource<DynInputStream>,
         len: u64,
     ) -> StreamResult<Vec<u8>> {
-        let rep = stream.rep();
-        let table = &mut *self.table;
-        settle_stream(self.deadline, self.waited, || {
-            poll_once(AsyncHostInputStream::blocking_read(
-                table,
-                Resource::new_borrow(rep),
-                len,
-            ))
-        })
+        settle_stream(
+            self.deadline,
+            self.mode,
+            AsyncHostInputStream::blocking_read(self.table, stream, len),
+        )
     }
 
     fn skip(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
@@ -385,15 +399,11 @@ impl streams::HostInputStream for WaitsView<'_> {
     }
 
     fn blocking_skip(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
-        let rep = stream.rep();
-        let table = &mut *self.table;
-        settle_stream(self.deadline, self.waited, || {
-            poll_once(AsyncHostInputStream::blocking_skip(
-                table,
-                Resource::new_borrow(rep),
-                len,
-            ))
-        })
+        settle_stream(
+            self.deadline,
+            self.mode,
+            AsyncHostInputStream::blocking_skip(self.table, stream, len),
+        )
     }
 
     fn subscribe(

@@ -88,3 +88,36 @@ async fn long_and_waiting_calls_move_a_plugin_off_the_synchronous_path() {
         assert!(counted, "{series} is 2");
     }
 }
+
+/// A synchronous call runs on the worker's own stack, so the worker is
+/// started with room for the largest guest stack allowed: a guest that
+/// recurses to its limit fails with kind `stack` and the host stays up.
+#[tokio::test]
+async fn a_guest_that_recurses_through_a_large_stack_fails_alone() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("[limits]\nplugin_stack_kb = 8192")
+        .plugin(
+            "recurse",
+            "hostile",
+            "failure = \"closed\"\nhook_timeout_ms = 2000\n\
+             [config]\nmisbehave = \"recurse\"\nhook = \"on-request\"\nprefix = \"/deep/\"\n",
+        )
+        .spawn()
+        .await;
+    assert_eq!(calls(&tandem, "recurse").await, "synchronous");
+    for _ in 0..2 {
+        let reply = get(&tandem.url("/deep/x")).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{}",
+            reply.text()
+        );
+    }
+    passes(&tandem, "/shallow").await;
+    let series =
+        "tandem_plugin_failures_total{hook=\"on-request\",kind=\"stack\",plugin=\"recurse\"}";
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert_eq!(metric(&metrics, series), Some(2.0), "{series}");
+}

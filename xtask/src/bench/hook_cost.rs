@@ -13,6 +13,7 @@ use tandem::runtime::Runtime;
 use tandem::runtime::exchange::RequestHead;
 use tandem::runtime::loader::load_plugin;
 use tandem::runtime::plugin::PluginVersion;
+use tandem::runtime::{engine, thread_stack};
 use tandem::shared_state::SharedState;
 
 /// Per-call times of one plugin in both instance modes, and on a reused
@@ -77,7 +78,7 @@ async fn mean_call(
 ) -> anyhow::Result<Duration> {
     if fiber {
         // For the 10 s cool-down, longer than the measurement.
-        plugin.mode.ran_long();
+        plugin.mode().ran_long();
     }
     let mut head = request();
     for _ in 0..calls / 10 {
@@ -92,15 +93,34 @@ async fn mean_call(
     let mean = started.elapsed() / calls;
     let expected = if fiber { "fiber" } else { "synchronous" };
     anyhow::ensure!(
-        plugin.mode.name() == expected,
+        plugin.mode().name() == expected,
         "the calls were to be {expected}, the plugin's mode is {}",
-        plugin.mode.name()
+        plugin.mode().name()
     );
     Ok(mean)
 }
 
-/// Measures the header-reader plugin found at `wasm`, reused and fresh.
-pub async fn measure(wasm: &Path) -> anyhow::Result<HookCost> {
+/// Measures the header-reader plugin found at `wasm`, reused and fresh, on
+/// a thread of its own that, like a proxy worker, keeps room on its stack
+/// for synchronous calls.
+pub fn measure(wasm: &Path) -> anyhow::Result<HookCost> {
+    let call_bytes = engine::call_stack_bytes(engine::MAX_WASM_STACK_BYTES);
+    let wasm = wasm.to_owned();
+    std::thread::Builder::new()
+        .name("hook-cost".into())
+        .stack_size(thread_stack::thread_stack_for(call_bytes))
+        .spawn(move || {
+            thread_stack::set_room_for_calls(call_bytes);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(measure_here(&wasm))
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the hook-cost thread panicked"))?
+}
+
+async fn measure_here(wasm: &Path) -> anyhow::Result<HookCost> {
     let dir = tempfile_dir()?;
     std::fs::copy(wasm, dir.join("reused.wasm"))?;
     std::fs::copy(wasm, dir.join("fresh.wasm"))?;

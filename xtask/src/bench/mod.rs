@@ -80,9 +80,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!();
     }
     if wanted(Part::Hook) {
-        let cost = runtime.block_on(hook_cost::measure(&workspace::plugin_component(
-            "header-reader",
-        )))?;
+        let cost = hook_cost::measure(&workspace::plugin_component("header-reader"))?;
         println!("one hook call that reads one header (header-reader on-request, in-process):");
         println!(
             "  reused instance, synchronous call (default): {:>6.2} us/call",
