@@ -105,17 +105,17 @@ impl Workers {
                 drained,
                 grace,
             };
-            let thread = std::thread::Builder::new()
-                .name(format!("tandem-worker-{index}"))
-                // Hook calls on the workers are synchronous, on this stack.
-                .stack_size(thread_stack::thread_stack_for(call_stack_bytes))
-                .spawn(move || {
-                    thread_stack::set_room_for_calls(call_stack_bytes);
+            // Hook calls on the workers are synchronous, on their stack.
+            let thread = thread_stack::spawn_with_room(
+                format!("tandem-worker-{index}"),
+                call_stack_bytes,
+                move || {
                     if let Err(error) = run_worker(setup) {
                         tracing::error!(worker = index, "proxy worker failed: {error:#}");
                     }
-                })
-                .context("starting a proxy worker thread")?;
+                },
+            )
+            .context("starting a proxy worker thread")?;
             workers.drained.push(drained_receiver);
             workers.threads.push(thread);
         }

@@ -598,9 +598,12 @@ impl PluginVersion {
                 state.services.mode.ran_long();
                 Ok(UpdateDeadline::Continue(1))
             } else {
-                // A call on a fiber that runs a whole tick keeps the
-                // version's calls there.
-                state.services.mode.ran_long();
+                // A hook call on a fiber that runs a whole tick keeps the
+                // version's calls there (a long `init` does not count: it
+                // says nothing about the calls).
+                if state.in_hook_call {
+                    state.services.mode.ran_long();
+                }
                 if let Some(moving) = &context.data().move_to_lane {
                     moving.store(true, Ordering::Relaxed);
                 }
@@ -641,11 +644,16 @@ impl PluginVersion {
                     .map_err(unavailable)?;
                 (bindings, Some(sync))
             };
-            // On a fiber, so that a long `init` yields its thread.
-            let flags = bindings
-                .tandem_plugin_hooks()
-                .call_init(&mut store, &self.settings.config_json)
-                .await;
+            // On a fiber, so that a long `init` yields its thread; a host
+            // panic under it fails it, as under a hook call.
+            let flags = std::panic::AssertUnwindSafe(
+                bindings
+                    .tandem_plugin_hooks()
+                    .call_init(&mut store, &self.settings.config_json),
+            )
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(host_panic(panic)));
             Ok::<_, HookFailure>((bindings, sync, flags))
         };
         let backstop = tokio::time::Instant::from_std(deadline + BLOCKED_CALL_GRACE);
@@ -678,32 +686,35 @@ impl PluginVersion {
             .map(|(instance, _)| (instance, true))
     }
 
-    /// An idle instance that can make a call of `style`, if there is one.
-    /// Instances linked the other way are dropped as they come out (after
-    /// the lock is released: dropping a store unmaps its memory).
+    /// An idle instance that can make a call of `style`, if there is one:
+    /// the newest that fits. Once the version's calls wait for good, the
+    /// synchronously linked ones are of no more use and are dropped (after
+    /// the lock is released: dropping a store unmaps its memory); while it
+    /// is only quarantined they stay for the calls after it.
     fn take_idle(&self, style: CallStyle) -> Option<Box<PluginInstance>> {
         if self.settings.instances == InstanceMode::Fresh {
             return None;
         }
-        let mut unfit = Vec::new();
+        let fits = |instance: &PluginInstance| match style {
+            CallStyle::Synchronous => instance.sync.is_some(),
+            CallStyle::Fiber => true,
+            CallStyle::FiberWithAsyncWasi => instance.sync.is_none(),
+        };
+        let waits_for_good = self.mode().style() == CallStyle::FiberWithAsyncWasi;
+        let mut unused = Vec::new();
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                let Some(instance) = idle.pop() else {
-                    break None;
-                };
-                let fits = match style {
-                    CallStyle::Synchronous => instance.sync.is_some(),
-                    CallStyle::Fiber => true,
-                    CallStyle::FiberWithAsyncWasi => instance.sync.is_none(),
-                };
-                if fits {
-                    break Some(instance);
-                }
-                unfit.push(instance);
+            if waits_for_good {
+                let (synchronous, rest) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|instance| instance.sync.is_some());
+                *idle = rest;
+                unused = synchronous;
             }
+            let newest_fit = idle.iter().rposition(|instance| fits(instance));
+            newest_fit.map(|index| idle.remove(index))
         };
-        drop(unfit);
+        drop(unused);
         found
     }
 
@@ -929,7 +940,10 @@ impl PluginVersion {
         };
         let call_start = if waited { Instant::now() } else { started };
         let deadline = call_start + self.settings.hook_timeout;
+        // Read again: getting the instance may have taken a while (an
+        // `init`), and the mode may have moved to a fiber meanwhile.
         let synchronous = style == CallStyle::Synchronous
+            && self.mode().style() == CallStyle::Synchronous
             && instance.sync.is_some()
             && thread_stack::room_for_calls() >= self.call_stack_bytes;
         prepare(
@@ -1010,6 +1024,7 @@ impl PluginVersion {
         result: Option<wasmtime::Result<HookReturn>>,
     ) -> Returned {
         let state = instance.store.data_mut();
+        state.in_hook_call = false;
         let request = state.request.take();
         let response = state.response.take();
         if let Some(metrics) = self.hook_metrics(hook) {

@@ -154,6 +154,8 @@ pub struct HostState {
     pub move_to_lane: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The call under way is synchronous: it cannot yield at an epoch tick.
     pub synchronous: bool,
+    /// A hook call (not `init`) is under way.
+    pub in_hook_call: bool,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -187,6 +189,7 @@ impl HostState {
             deadline: std::time::Instant::now(),
             move_to_lane: None,
             synchronous: false,
+            in_hook_call: false,
             limits: PluginLimiter {
                 limits: StoreLimitsBuilder::new()
                     .memory_size(memory_bytes)

@@ -4,11 +4,10 @@
 //! the host functions it calls. A synchronous call runs on the calling
 //! thread's stack, below whatever the thread has already used, and a guest
 //! that overruns a thread's stack aborts the process instead of failing
-//! with kind `stack`. So a thread makes synchronous calls only once it has
-//! declared how much room it keeps for them: the proxy workers do, and are
-//! started with a stack that big plus [`FRAMES_ABOVE_CALLS`]; any other
-//! thread (the main runtime's, tests', an embedder's) makes its calls on a
-//! fiber.
+//! with kind `stack`. So a thread makes synchronous calls only if it was
+//! started by [`spawn_with_room`], with a stack sized for them plus
+//! [`FRAMES_ABOVE_CALLS`]: the proxy workers are; any other thread (the
+//! main runtime's, tests', an embedder's) makes its calls on a fiber.
 
 use std::cell::Cell;
 
@@ -21,11 +20,21 @@ thread_local! {
     static ROOM_FOR_CALLS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Declares that hook calls on this thread may use `bytes` of its stack.
-/// The thread must have been started with at least
-/// [`thread_stack_for`]`(bytes)`.
-pub fn set_room_for_calls(bytes: usize) {
-    ROOM_FOR_CALLS.with(|room| room.set(bytes));
+/// Starts a thread named `name` whose hook calls, which need
+/// `call_bytes` of stack, may be synchronous: its stack is sized for them
+/// and it declares the room before running `body`.
+pub fn spawn_with_room<T: Send + 'static>(
+    name: String,
+    call_bytes: usize,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(thread_stack_for(call_bytes))
+        .spawn(move || {
+            ROOM_FOR_CALLS.with(|room| room.set(call_bytes));
+            body()
+        })
 }
 
 /// The room this thread declared for hook calls; 0 if it declared none.
@@ -34,7 +43,7 @@ pub fn room_for_calls() -> usize {
 }
 
 /// The stack to start a thread with whose hook calls need `call_bytes`.
-pub fn thread_stack_for(call_bytes: usize) -> usize {
+fn thread_stack_for(call_bytes: usize) -> usize {
     call_bytes + FRAMES_ABOVE_CALLS
 }
 
@@ -43,15 +52,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thread_has_no_room_until_it_declares_some() {
-        let declared = std::thread::spawn(|| {
-            let before = room_for_calls();
-            set_room_for_calls(3 << 20);
-            (before, room_for_calls())
-        })
-        .join()
-        .unwrap();
-        assert_eq!(declared, (0, 3 << 20));
+    fn only_a_thread_started_with_room_has_it() {
+        let room = spawn_with_room("roomy".into(), 3 << 20, room_for_calls)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(room, 3 << 20);
+        let plain = std::thread::spawn(room_for_calls).join().unwrap();
+        assert_eq!(plain, 0);
         assert_eq!(room_for_calls(), 0, "per thread");
     }
 }

@@ -106,18 +106,14 @@ async fn mean_call(
 pub fn measure(wasm: &Path) -> anyhow::Result<HookCost> {
     let call_bytes = engine::call_stack_bytes(engine::MAX_WASM_STACK_BYTES);
     let wasm = wasm.to_owned();
-    std::thread::Builder::new()
-        .name("hook-cost".into())
-        .stack_size(thread_stack::thread_stack_for(call_bytes))
-        .spawn(move || {
-            thread_stack::set_room_for_calls(call_bytes);
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(measure_here(&wasm))
-        })?
-        .join()
-        .map_err(|_| anyhow::anyhow!("the hook-cost thread panicked"))?
+    thread_stack::spawn_with_room("hook-cost".into(), call_bytes, move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(measure_here(&wasm))
+    })?
+    .join()
+    .map_err(|_| anyhow::anyhow!("the hook-cost thread panicked"))?
 }
 
 async fn measure_here(wasm: &Path) -> anyhow::Result<HookCost> {
