@@ -37,11 +37,19 @@ pub enum CallStyle {
     FiberWithAsyncWasi,
 }
 
+/// `fiber_until` while one synchronous call tries whether the version's
+/// calls are quick again: the others stay on a fiber until it ends quickly
+/// (`call_ended`) or runs a whole tick (`ran_long`, a new period). Without
+/// it, every call that started before the first of them reached a tick
+/// would be synchronous, one per worker.
+const PROBING: u64 = u64::MAX;
+
 /// The call mode of one plugin version.
 pub struct CallMode {
     epoch: Since,
     /// End of the current fiber period in nanoseconds since `epoch`; 0 when
-    /// calls are synchronous.
+    /// calls are synchronous; [`PROBING`] while the first call after a
+    /// period is under way.
     fiber_until: AtomicU64,
     /// A call waited: every call from now on is on a fiber with WASI linked
     /// asynchronously.
@@ -68,17 +76,30 @@ impl CallMode {
         if until == 0 {
             return CallStyle::Synchronous;
         }
-        if self.epoch.nanos() < until {
+        if until == PROBING || self.epoch.nanos() < until {
             return CallStyle::Fiber;
         }
-        // Over. A failed exchange means another long call just extended
-        // it; this call goes on a fiber either way.
-        match self
-            .fiber_until
-            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
-        {
+        // Over: this call probes. A failed exchange means another call
+        // probes already, or a long call just extended the period; this
+        // one goes on a fiber either way.
+        match self.fiber_until.compare_exchange(
+            until,
+            PROBING,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => CallStyle::Synchronous,
             Err(_) => CallStyle::Fiber,
+        }
+    }
+
+    /// A call ended; if a probe was under way and no call ran a whole tick
+    /// meanwhile, calls are synchronous again.
+    pub fn call_ended(&self) {
+        if self.fiber_until.load(Ordering::Relaxed) == PROBING {
+            let _ =
+                self.fiber_until
+                    .compare_exchange(PROBING, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -97,6 +118,12 @@ impl CallMode {
     /// for good.
     pub fn waited(&self) {
         self.waits.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a call waited, so that calls are on a fiber with WASI linked
+    /// asynchronously for good.
+    pub fn waits_for_good(&self) -> bool {
+        self.waits.load(Ordering::Relaxed)
     }
 
     /// `synchronous`, `fiber` or `fiber-async-wasi`, for `/plugins`.
@@ -133,8 +160,24 @@ mod tests {
         assert_eq!(mode.name(), "fiber");
         // End the period by hand rather than waiting ten seconds.
         mode.fiber_until.store(1, Ordering::Relaxed);
-        assert_eq!(mode.style(), CallStyle::Synchronous);
+        assert_eq!(mode.style(), CallStyle::Synchronous, "the probe");
+        assert_eq!(mode.style(), CallStyle::Fiber, "the others wait for it");
+        assert_eq!(mode.name(), "fiber");
+        mode.call_ended();
+        assert_eq!(mode.style(), CallStyle::Synchronous, "quick: back");
         assert_eq!(mode.fiber_until.load(Ordering::Relaxed), 0, "cleared");
+        mode.call_ended();
         assert_eq!(mode.style(), CallStyle::Synchronous);
+    }
+
+    #[test]
+    fn a_probe_that_runs_long_starts_a_new_period() {
+        let mode = CallMode::default();
+        mode.ran_long();
+        mode.fiber_until.store(1, Ordering::Relaxed);
+        assert_eq!(mode.style(), CallStyle::Synchronous, "the probe");
+        mode.ran_long();
+        mode.call_ended();
+        assert_eq!(mode.style(), CallStyle::Fiber, "a new period");
     }
 }

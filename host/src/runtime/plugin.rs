@@ -700,7 +700,7 @@ impl PluginVersion {
             CallStyle::Fiber => true,
             CallStyle::FiberWithAsyncWasi => instance.sync.is_none(),
         };
-        let waits_for_good = self.mode().style() == CallStyle::FiberWithAsyncWasi;
+        let waits_for_good = self.mode().waits_for_good();
         let mut unused = Vec::new();
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -1025,6 +1025,9 @@ impl PluginVersion {
     ) -> Returned {
         let state = instance.store.data_mut();
         state.in_hook_call = false;
+        // Ends a probe (whichever way it was made in the end); a call that
+        // ran a whole tick has already started a new period instead.
+        self.mode().call_ended();
         let request = state.request.take();
         let response = state.response.take();
         if let Some(metrics) = self.hook_metrics(hook) {
