@@ -387,9 +387,11 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 10);
     }
 
-    #[tokio::test]
-    async fn a_repeatable_request_a_pooled_connection_dropped_goes_again_once() {
-        let (address, accepted) = upstream(b"ok", Then::DropNext).await;
+    /// Against an upstream that does `then` to the second request on a
+    /// connection: a repeatable request goes again once, on a new
+    /// connection; one that may not be repeated gets the error, returned.
+    async fn goes_again_once(then: Then) -> UpstreamError {
+        let (address, accepted) = upstream(b"ok", then).await;
         let pool = pool(address);
         let first = pool.send(get("/"), || None).await.expect("a response");
         assert_eq!(body_of(first).await, "ok");
@@ -399,30 +401,20 @@ mod tests {
             .expect("sent again on a new connection");
         assert_eq!(body_of(again).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        // One that may not be repeated gets the error.
-        let error = pool
-            .send(get("/"), || None)
+        pool.send(get("/"), || None)
             .await
-            .expect_err("not sent again");
+            .expect_err("not sent again")
+    }
+
+    #[tokio::test]
+    async fn a_repeatable_request_a_pooled_connection_dropped_goes_again_once() {
+        let error = goes_again_once(Then::DropNext).await;
         assert!(!error.is_connect(), "{error}");
     }
 
     #[tokio::test]
     async fn a_repeatable_request_a_pooled_connection_reset_goes_again_once() {
-        let (address, accepted) = upstream(b"ok", Then::ResetNext).await;
-        let pool = pool(address);
-        let first = pool.send(get("/"), || None).await.expect("a response");
-        assert_eq!(body_of(first).await, "ok");
-        let again = pool
-            .send(get("/"), || Some(get("/")))
-            .await
-            .expect("sent again on a new connection");
-        assert_eq!(body_of(again).await, "ok");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        let error = pool
-            .send(get("/"), || None)
-            .await
-            .expect_err("not sent again");
+        let error = goes_again_once(Then::ResetNext).await;
         assert!(was_reset(&error_of(error)), "the error is the reset");
     }
 

@@ -701,10 +701,11 @@ impl PluginVersion {
             CallStyle::FiberWithAsyncWasi => instance.sync.is_none(),
         };
         let waits_for_good = self.mode().waits_for_good();
-        let mut unused = Vec::new();
+        let mut unused: Vec<Box<PluginInstance>> = Vec::new();
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if waits_for_good {
+            // Checked first, so that the common call allocates nothing.
+            if waits_for_good && idle.iter().any(|instance| instance.sync.is_some()) {
                 let (synchronous, rest) = std::mem::take(&mut *idle)
                     .into_iter()
                     .partition(|instance| instance.sync.is_some());
