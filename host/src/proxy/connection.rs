@@ -1,11 +1,16 @@
 //! One client connection's activity, and the watchdog that closes a
 //! connection that sends no request in time or sits idle, whatever the
-//! protocol: hyper times the HTTP/1 request head itself, but not the
-//! protocol detection before it, nor an idle HTTP/2 connection.
+//! protocol.
+//!
+//! The watchdog also times the wait for the next HTTP/1 request head,
+//! which hyper could do itself (`header_read_timeout`); but hyper arms a
+//! new boxed timer for every request on the connection, and that costs
+//! more per request than the rest of the connection's bookkeeping. Here
+//! one timer per connection covers every wait.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,6 +42,9 @@ pub struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
     requests: AtomicU64,
+    /// True once a request came over HTTP/2, where an idle connection is
+    /// normal between requests and only the idle timeout applies.
+    multiplexed: AtomicBool,
     /// Nanoseconds from `opened` to the last start or end of a request.
     changed: AtomicU64,
 }
@@ -47,6 +55,7 @@ impl Default for Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
+            multiplexed: AtomicBool::new(false),
             changed: AtomicU64::new(0),
         }
     }
@@ -63,8 +72,12 @@ impl Activity {
         self.changed.store(now, Ordering::Relaxed);
     }
 
-    /// Marks a request as started; it ends when the guard is dropped.
-    pub fn request_started(self: &Arc<Self>) -> RequestGuard {
+    /// Marks a request that came as `version` as started; it ends when the
+    /// guard is dropped.
+    pub fn request_started(self: &Arc<Self>, version: http::Version) -> RequestGuard {
+        if version == http::Version::HTTP_2 {
+            self.multiplexed.store(true, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.touch();
@@ -72,14 +85,21 @@ impl Activity {
     }
 
     /// Resolves when the connection should be closed: no request within
-    /// `first_request`, or no request in flight for `idle`.
-    pub async fn closed_when_quiet(&self, first_request: Duration, idle: Duration) -> CloseReason {
+    /// `request_head`, or no request in flight for `idle`. Between HTTP/1
+    /// requests the next head must also come within `request_head`, so the
+    /// smaller of the two applies there.
+    pub async fn closed_when_quiet(&self, request_head: Duration, idle: Duration) -> CloseReason {
         loop {
             let (deadline, reason) = if self.requests.load(Ordering::Relaxed) == 0 {
-                (self.opened + first_request, CloseReason::NoRequest)
+                (self.opened + request_head, CloseReason::NoRequest)
             } else {
                 let changed = Duration::from_nanos(self.changed.load(Ordering::Relaxed));
-                (self.opened + changed + idle, CloseReason::Idle)
+                let wait = if self.multiplexed.load(Ordering::Relaxed) {
+                    idle
+                } else {
+                    idle.min(request_head)
+                };
+                (self.opened + changed + wait, CloseReason::Idle)
             };
             if self.in_flight.load(Ordering::Relaxed) > 0 {
                 // A request is being served; it is bounded by other limits.
@@ -154,7 +174,7 @@ mod tests {
         assert_eq!(reason, CloseReason::NoRequest);
 
         let activity = Arc::new(Activity::default());
-        let guard = activity.request_started();
+        let guard = activity.request_started(http::Version::HTTP_2);
         let watcher = {
             let activity = activity.clone();
             tokio::spawn(async move {
@@ -169,5 +189,32 @@ mod tests {
         let started = Instant::now();
         assert_eq!(watcher.await.unwrap(), CloseReason::Idle);
         assert!(started.elapsed() >= Duration::from_secs(4));
+    }
+
+    /// How long a connection that served one request over `version` stays
+    /// open afterwards, with a 1 s head timeout and a 5 s idle timeout.
+    async fn open_after_one_request(version: http::Version) -> Duration {
+        let activity = Arc::new(Activity::default());
+        drop(activity.request_started(version));
+        let ended = Instant::now();
+        let reason = activity
+            .closed_when_quiet(Duration::from_secs(1), Duration::from_secs(5))
+            .await;
+        assert_eq!(reason, CloseReason::Idle);
+        ended.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_http1_head_must_come_in_time_but_http2_may_idle() {
+        let http1 = open_after_one_request(http::Version::HTTP_11).await;
+        assert!(
+            (Duration::from_secs(1)..Duration::from_secs(2)).contains(&http1),
+            "{http1:?}"
+        );
+        let http2 = open_after_one_request(http::Version::HTTP_2).await;
+        assert!(
+            (Duration::from_secs(5)..Duration::from_secs(6)).contains(&http2),
+            "{http2:?}"
+        );
     }
 }

@@ -7,7 +7,6 @@
 //!
 //! Bodies stream through; only heads are handed to plugins.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::body::{Completion, CountingBody, ResponseBody};
 use super::errors::ProxyError;
-use super::headers::{self, Framing};
+use super::headers::{self, ClientAddress, Framing};
 use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
 use super::server::ConnectionHold;
 use super::upgrade;
@@ -238,12 +237,13 @@ impl Proxy {
         response
     }
 
-    /// Handles one request from `client_addr`.
+    /// Handles one request from `client`.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
-        client_addr: SocketAddr,
+        client: &ClientAddress,
     ) -> Response<ResponseBody> {
+        let client_addr = client.addr();
         let started = Instant::now();
         let in_flight = InFlight::new(&self.metrics);
         let chain = self.chain.load_full();
@@ -300,7 +300,10 @@ impl Proxy {
         let (kept_request, response, reached) = match verdict {
             RequestVerdict::Forward => {
                 let kept = keep_request.then(|| copy_request_head(&head));
-                let response = match self.forward(head, body, upgrade, &request_bytes).await {
+                let response = match self
+                    .forward(head, client, body, upgrade, &request_bytes)
+                    .await
+                {
                     Ok((mut response, took)) => {
                         trail.upstream_duration = Some(took);
                         if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -416,15 +419,13 @@ impl Proxy {
     async fn forward(
         &self,
         head: RequestHead,
+        client: &ClientAddress,
         body: ClientBody,
         upgrade: Option<HeaderValue>,
         request_bytes: &Arc<AtomicU64>,
     ) -> Result<(Response<Incoming>, Duration), (ProxyError, Option<Duration>)> {
         let RequestHeadFields {
-            mut parts,
-            client_addr,
-            scheme,
-            ..
+            mut parts, scheme, ..
         } = head.into_fields();
         // The request line carries the origin form (path and query); the
         // authority travels in Host.
@@ -436,7 +437,7 @@ impl Proxy {
         headers::for_upstream(
             &mut parts.headers,
             authority.as_ref(),
-            client_addr,
+            client,
             scheme,
             upgrade,
         );

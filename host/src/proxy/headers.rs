@@ -69,8 +69,17 @@ impl Framing {
     }
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == TRANSFER_ENCODING
+}
+
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them, and one pass over the names costs
+    // less than a lookup for each of them.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -94,13 +103,37 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A client connection's address, with the `X-Forwarded-For` entry it
+/// adds formatted once per connection rather than once per request.
+pub struct ClientAddress {
+    addr: SocketAddr,
+    forwarded_for: HeaderValue,
+}
+
+impl ClientAddress {
+    /// The client at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::try_from(addr.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Self {
+            addr,
+            forwarded_for,
+        }
+    }
+
+    /// The client's address and port.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 /// Prepares the headers of a request for the upstream: hop-by-hop removed
 /// (an upgrade kept), `Host` kept or taken from the HTTP/2 authority, and
 /// `X-Forwarded-For` / `X-Forwarded-Proto` set.
 pub fn for_upstream(
     headers: &mut HeaderMap,
     authority: Option<&http::uri::Authority>,
-    client: SocketAddr,
+    client: &ClientAddress,
     scheme: &'static str,
     upgrade: Option<HeaderValue>,
 ) {
@@ -114,12 +147,22 @@ pub fn for_upstream(
     {
         headers.insert(HOST, value);
     }
-    let client_ip = client.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip,
+    let own = &client.forwarded_for;
+    // A previous value that is not text is replaced, not extended.
+    let previous = headers
+        .get(&X_FORWARDED_FOR)
+        .filter(|value| value.to_str().is_ok());
+    let forwarded_for = match previous {
+        Some(previous) => {
+            let mut joined = Vec::with_capacity(previous.len() + 2 + own.len());
+            joined.extend_from_slice(previous.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(own.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
+        }
+        None => Some(own.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
@@ -140,7 +183,7 @@ mod tests {
         for_upstream(
             &mut headers,
             None,
-            "10.0.0.1:5".parse().unwrap(),
+            &ClientAddress::new("10.0.0.1:5".parse().unwrap()),
             "http",
             None,
         );
@@ -154,6 +197,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_hop_by_hop_header_goes_and_end_to_end_ones_stay() {
+        for name in [TE, TRANSFER_ENCODING, HeaderName::from_static("keep-alive")] {
+            let mut headers = HeaderMap::new();
+            headers.insert(&name, HeaderValue::from_static("x"));
+            headers.insert("x-kept", HeaderValue::from_static("1"));
+            remove_hop_by_hop(&mut headers);
+            assert!(headers.get(&name).is_none(), "{name}");
+            assert_eq!(headers.len(), 1, "{name}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("a"));
+        headers.append("x-many", HeaderValue::from_static("1"));
+        headers.append("x-many", HeaderValue::from_static("2"));
+        let before = headers.clone();
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers, before);
+    }
+
+    #[test]
     fn forwarded_for_appends_and_upgrade_survives() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
@@ -164,7 +226,7 @@ mod tests {
         for_upstream(
             &mut headers,
             None,
-            "10.0.0.1:5".parse().unwrap(),
+            &ClientAddress::new("10.0.0.1:5".parse().unwrap()),
             "http",
             upgrade,
         );

@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Proxy;
 use super::connection::{Activity, TrackedBody};
+use super::headers::ClientAddress;
 use crate::config::Limits;
 
 /// How long a connection closed for being quiet gets to finish closing.
@@ -31,10 +32,10 @@ const QUIET_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Builds the HTTP/1 and HTTP/2 settings from the limits.
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No `header_read_timeout`: the connection's watchdog times request
+    // heads (see `connection`).
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
         // The read buffer bounds the request head: a head that does not
         // fit gets a 431.
         .max_buf_size(limits.max_request_header_bytes)
@@ -93,16 +94,18 @@ async fn serve_connection(
     let activity = Arc::new(Activity::default());
     let tracked = activity.clone();
     let handler = proxy.clone();
+    let client = Arc::new(ClientAddress::new(peer));
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        let guard = tracked.request_started();
+        let guard = tracked.request_started(request.version());
         let proxy = handler.clone();
+        let client = client.clone();
         // Only a request that may switch protocols carries the hold (an
         // extension costs an allocation).
         if request.headers().contains_key(http::header::UPGRADE) {
             request.extensions_mut().insert(hold.clone());
         }
         async move {
-            let response = proxy.handle(request, peer).await;
+            let response = proxy.handle(request, &client).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
         }
     });

@@ -26,9 +26,20 @@ const LORIS: usize = 300;
 /// server kept the connection open, if it closed it within `limit`.
 async fn slow_loris(addr: std::net::SocketAddr, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
+    let Ok(stream) = TcpStream::connect(addr).await else {
         return Some(Duration::ZERO);
     };
+    trickle_head(stream, started, limit).await
+}
+
+/// Sends a request head on `stream` one byte every 50 ms and returns how
+/// long after `started` the server closed the connection, if it did so
+/// within `limit`.
+async fn trickle_head(
+    mut stream: TcpStream,
+    started: Instant,
+    limit: Duration,
+) -> Option<Duration> {
     let head = b"GET /slow-loris HTTP/1.1\r\nHost: tandem\r\nX-Padding: ";
     let mut sent = 0usize;
     let mut buffer = [0u8; 256];
@@ -91,6 +102,52 @@ async fn slow_loris_connections_do_not_starve_normal_traffic() {
     })
     .await;
     assert!(closed, "no connection left behind");
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_must_send_its_next_head_in_time() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("[limits]\nheader_read_timeout_ms = 1000\nidle_timeout_ms = 60000")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    stream
+        .write_all(b"GET /first HTTP/1.1\r\nHost: tandem\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("the first response in time")
+            .unwrap();
+        assert!(
+            read > 0,
+            "the connection stays open after the first response"
+        );
+        received.extend_from_slice(&buffer[..read]);
+    }
+    assert!(received.starts_with(b"HTTP/1.1 200"));
+
+    // The next head trickles in: the header timeout applies to it too, not
+    // only the (much longer) idle timeout.
+    let started = Instant::now();
+    let closed_after = trickle_head(stream, started, Duration::from_secs(20))
+        .await
+        .expect("the server closed the connection");
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(5)).contains(&closed_after),
+        "closed after {closed_after:?}"
+    );
+    assert_eq!(upstream.seen_at("/first").len(), 1);
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert_eq!(
+        metric(&metrics, "tandem_connections_closed_total{reason=\"idle\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
