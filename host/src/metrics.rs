@@ -394,7 +394,7 @@ impl Metrics {
         );
         let limit_rejections = counter_vec(
             "tandem_limit_rejections_total",
-            "Requests refused by a proxy limit, by reason (body_too_large, request_timeout, bad_request_body).",
+            "Requests refused by a proxy limit or as malformed, by reason (body_too_large, request_timeout, bad_request_body, bad_request_head, connect_not_allowed).",
             &["reason"],
         );
         Self {

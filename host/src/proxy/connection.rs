@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
 // tokio's clock, so tests can run it paused.
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Why the watchdog closed a connection.
@@ -41,6 +42,8 @@ impl CloseReason {
 pub struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
+    /// Signalled when the last request in flight ends.
+    quiet: Notify,
     requests: AtomicU64,
     /// True once a request came over HTTP/2, where an idle connection is
     /// normal between requests and only the idle timeout applies.
@@ -54,6 +57,7 @@ impl Default for Activity {
         Self {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            quiet: Notify::new(),
             requests: AtomicU64::new(0),
             multiplexed: AtomicBool::new(false),
             changed: AtomicU64::new(0),
@@ -101,9 +105,11 @@ impl Activity {
                 };
                 (self.opened + changed + wait, CloseReason::Idle)
             };
-            if self.in_flight.load(Ordering::Relaxed) > 0 {
+            if self.in_flight.load(Ordering::Acquire) > 0 {
                 // A request is being served; it is bounded by other limits.
-                tokio::time::sleep(idle).await;
+                // The wait starts again when it ends (a request that ends
+                // before this waits leaves a permit behind).
+                self.quiet.notified().await;
                 continue;
             }
             if Instant::now() >= deadline {
@@ -119,8 +125,10 @@ pub struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.touch();
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.quiet.notify_one();
+        }
     }
 }
 
@@ -202,6 +210,30 @@ mod tests {
             .await;
         assert_eq!(reason, CloseReason::Idle);
         ended.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_the_next_head_starts_when_a_long_request_ends() {
+        let activity = Arc::new(Activity::default());
+        let guard = activity.request_started(http::Version::HTTP_11);
+        let watcher = {
+            let activity = activity.clone();
+            tokio::spawn(async move {
+                activity
+                    .closed_when_quiet(Duration::from_secs(1), Duration::from_secs(5))
+                    .await
+            })
+        };
+        // Longer than the idle timeout, and not a multiple of it.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        drop(guard);
+        let ended = Instant::now();
+        assert_eq!(watcher.await.unwrap(), CloseReason::Idle);
+        let waited = ended.elapsed();
+        assert!(
+            (Duration::from_secs(1)..Duration::from_secs(2)).contains(&waited),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,6 +8,10 @@ use http::{HeaderValue, Response, StatusCode, header};
 use super::body::ResponseBody;
 use crate::runtime::plugin::HookFailure;
 
+/// The methods a `405` names: the standard ones Tandem forwards (it
+/// forwards extension methods too).
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+
 /// Why the proxy answers with an error instead of the upstream's response.
 #[derive(Debug)]
 pub enum ProxyError {
@@ -39,6 +43,11 @@ pub enum ProxyError {
     RequestTimeout,
     /// The client's request body was malformed or cut off.
     BadRequestBody,
+    /// The request head parsed, but no upstream should see it (two `Host`
+    /// headers, user information in the authority); says what is wrong.
+    BadRequestHead(&'static str),
+    /// A `CONNECT` request: a reverse proxy opens no tunnels.
+    ConnectNotAllowed,
 }
 
 impl ProxyError {
@@ -53,7 +62,8 @@ impl ProxyError {
             ProxyError::PluginTripped { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequestBody | ProxyError::BadRequestHead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -79,11 +89,13 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::BadRequestBody => "bad_request_body",
+            ProxyError::BadRequestHead(_) => "bad_request_head",
+            ProxyError::ConnectNotAllowed => "connect_not_allowed",
         }
     }
 
     /// A message safe to show a client: no internal detail beyond names.
-    fn public_message(&self) -> String {
+    pub fn public_message(&self) -> String {
         match self {
             ProxyError::UpstreamUnreachable(_) => "the application is not reachable".into(),
             ProxyError::UpstreamTimeout => "the application did not answer in time".into(),
@@ -97,6 +109,12 @@ impl ProxyError {
             }
             ProxyError::RequestTimeout => "the request was not received in time".into(),
             ProxyError::BadRequestBody => "the request body could not be read".into(),
+            ProxyError::BadRequestHead(problem) => {
+                format!("the request head is malformed: {problem}")
+            }
+            ProxyError::ConnectNotAllowed => {
+                "CONNECT is not served: this is a reverse proxy".into()
+            }
         }
     }
 
@@ -118,6 +136,12 @@ impl ProxyError {
         );
         if let Some(id) = request_id {
             response.headers_mut().insert("x-request-id", id.clone());
+        }
+        if let ProxyError::ConnectNotAllowed = self {
+            // A 405 must list what is allowed: every method but CONNECT.
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
         }
         if let ProxyError::PluginTripped { retry_after, .. } = self {
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);

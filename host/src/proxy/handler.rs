@@ -222,11 +222,10 @@ impl Proxy {
     fn refuse(
         &self,
         error: ProxyError,
-        reason: &str,
         request_id: Option<&HeaderValue>,
         started: Instant,
     ) -> Response<ResponseBody> {
-        self.metrics.limit_rejected(reason);
+        self.metrics.limit_rejected(error.code());
         self.metrics
             .request_done(error.status().as_u16(), started.elapsed());
         let mut response = error.to_response(request_id);
@@ -257,6 +256,14 @@ impl Proxy {
             None => None,
         };
         let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
+        if let Some(error) = headers::request_head_problem(&parts) {
+            drop(in_flight);
+            if !expects_continue(&parts.headers) {
+                Box::pin(drain(body)).await;
+            }
+            tracing::info!(client = %client_addr, "{}", error.public_message());
+            return self.refuse(error, request_id.as_ref(), started);
+        }
         let limit = self.limits.body_limit_for(parts.uri.path());
         if declared_over(&parts.headers, limit) {
             drop(in_flight);
@@ -265,7 +272,6 @@ impl Proxy {
             }
             return self.refuse(
                 ProxyError::BodyTooLarge { limit },
-                "body_too_large",
                 request_id.as_ref(),
                 started,
             );

@@ -9,6 +9,8 @@ use http::header::{
 };
 use http::{HeaderMap, Version};
 
+use super::errors::ProxyError;
+
 /// Headers that describe one connection and never travel through a proxy
 /// (RFC 9110 section 7.6.1, plus the obsolete ones still seen in the wild).
 /// Names, not strings: a string is parsed into a name at every lookup.
@@ -39,6 +41,41 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
     asks.then(|| headers.get(UPGRADE).cloned()).flatten()
+}
+
+/// What is wrong with a request head that parsed but must not be served,
+/// if anything (RFC 9112 section 3.2, RFC 9110 section 4.2.4):
+/// - `CONNECT`, which asks a proxy for a tunnel;
+/// - more than one `Host` header, which two hops may read differently;
+/// - a `Host` that is not a host and port, or user information in `Host`
+///   or in an absolute target.
+pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> {
+    if parts.method == http::Method::CONNECT {
+        return Some(ProxyError::ConnectNotAllowed);
+    }
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    if let Some(host) = hosts.next() {
+        if hosts.next().is_some() {
+            return Some(ProxyError::BadRequestHead("more than one Host header"));
+        }
+        let bytes = host.as_bytes();
+        if bytes.contains(&b'@') {
+            return Some(ProxyError::BadRequestHead("user information in Host"));
+        }
+        if !bytes.is_empty() && http::uri::Authority::try_from(bytes).is_err() {
+            return Some(ProxyError::BadRequestHead("Host is not a host and port"));
+        }
+    }
+    if parts
+        .uri
+        .authority()
+        .is_some_and(|authority| authority.as_str().contains('@'))
+    {
+        return Some(ProxyError::BadRequestHead(
+            "user information in the request target",
+        ));
+    }
+    None
 }
 
 /// How a message's body is framed, as it arrived: its `Content-Length`.
@@ -128,7 +165,8 @@ impl ClientAddress {
 }
 
 /// Prepares the headers of a request for the upstream: hop-by-hop removed
-/// (an upgrade kept), `Host` kept or taken from the HTTP/2 authority, and
+/// (an upgrade kept), `Host` taken from the target's authority if it has
+/// one (absolute form, HTTP/2) and kept otherwise, and
 /// `X-Forwarded-For` / `X-Forwarded-Proto` set.
 pub fn for_upstream(
     headers: &mut HeaderMap,
@@ -142,9 +180,9 @@ pub fn for_upstream(
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
     }
-    if !headers.contains_key(HOST)
-        && let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
+    // The target's authority (absolute form, HTTP/2) wins over a Host
+    // header (RFC 9112 section 3.2.2).
+    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
         headers.insert(HOST, value);
     }
     let own = &client.forwarded_for;
@@ -213,6 +251,49 @@ mod tests {
         let before = headers.clone();
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers, before);
+    }
+
+    /// The problem code for a raw HTTP/1 request head, parsed by `http`.
+    fn problem_with(method: &str, target: &str, hosts: &[&str]) -> Option<&'static str> {
+        let mut request = http::Request::builder().method(method).uri(target);
+        for host in hosts {
+            request = request.header(HOST, *host);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        request_head_problem(&parts).map(|error| error.code())
+    }
+
+    #[test]
+    fn heads_that_hops_could_read_differently_are_refused() {
+        assert_eq!(problem_with("GET", "/", &["app:8080"]), None);
+        assert_eq!(problem_with("GET", "/", &[]), None);
+        assert_eq!(problem_with("GET", "/", &[""]), None);
+        assert_eq!(problem_with("GET", "/", &["[::1]:80"]), None);
+        assert_eq!(problem_with("GET", "http://app/x", &["app"]), None);
+        let bad_head = Some("bad_request_head");
+        assert_eq!(problem_with("GET", "/", &["a", "b"]), bad_head);
+        assert_eq!(problem_with("GET", "/", &["a", "a"]), bad_head);
+        assert_eq!(problem_with("GET", "/", &["user:pw@app"]), bad_head);
+        assert_eq!(problem_with("GET", "/", &["app/path"]), bad_head);
+        assert_eq!(problem_with("GET", "http://user@app/x", &["app"]), bad_head);
+        assert_eq!(
+            problem_with("CONNECT", "app:443", &["app:443"]),
+            Some("connect_not_allowed")
+        );
+    }
+
+    #[test]
+    fn the_targets_authority_is_the_host_upstream() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("other"));
+        let authority = http::uri::Authority::from_static("app:8080");
+        let client = ClientAddress::new("10.0.0.1:5".parse().unwrap());
+        for_upstream(&mut headers, Some(&authority), &client, "http", None);
+        assert_eq!(headers[HOST], "app:8080");
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("kept"));
+        for_upstream(&mut headers, None, &client, "http", None);
+        assert_eq!(headers[HOST], "kept");
     }
 
     #[test]

@@ -287,6 +287,84 @@ async fn malformed_http_gets_4xx_and_the_host_stays_up() {
             "{what}: {response:?}"
         );
     }
+    // Heads that parse but that two hops could read differently never
+    // reach the upstream; nor does a request for a tunnel.
+    let refused: [(&str, &[u8], u16); 5] = [
+        (
+            "two Host headers",
+            b"GET /two-hosts HTTP/1.1\r\nHost: app\r\nHost: other\r\n\r\n",
+            400,
+        ),
+        (
+            "user information in Host",
+            b"GET /userinfo-host HTTP/1.1\r\nHost: user:pw@app\r\n\r\n",
+            400,
+        ),
+        (
+            "user information in the target",
+            b"GET http://user@app/userinfo-target HTTP/1.1\r\nHost: app\r\n\r\n",
+            400,
+        ),
+        (
+            "a path in Host",
+            b"GET /path-host HTTP/1.1\r\nHost: app/x\r\n\r\n",
+            400,
+        ),
+        (
+            "CONNECT",
+            b"CONNECT app:443 HTTP/1.1\r\nHost: app:443\r\n\r\n",
+            405,
+        ),
+    ];
+    for (what, bytes, expected) in refused {
+        let response = raw_exchange(tandem.proxy, bytes, Duration::from_secs(5)).await;
+        assert_eq!(raw_status(&response), Some(expected), "{what}: {response}");
+        if expected == 405 {
+            assert!(
+                response.to_ascii_lowercase().contains("\r\nallow: get"),
+                "{response}"
+            );
+        }
+    }
+    for path in [
+        "/two-hosts",
+        "/userinfo-host",
+        "/userinfo-target",
+        "/path-host",
+    ] {
+        assert!(
+            upstream.seen_at(path).is_empty(),
+            "{path} reached the upstream"
+        );
+    }
+    assert!(
+        upstream
+            .seen()
+            .iter()
+            .all(|seen| seen.method != Method::CONNECT),
+        "CONNECT reached the upstream"
+    );
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "tandem_limit_rejections_total{reason=\"bad_request_head\"}"
+        ),
+        Some(4.0),
+        "{metrics}"
+    );
+    // An absolute target's authority is the Host the upstream sees.
+    let response = raw_exchange(
+        tandem.proxy,
+        b"GET http://app.example:8080/absolute HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&response), Some(200), "{response}");
+    let seen = upstream.seen_at("/absolute");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers[http::header::HOST], "app.example:8080");
+
     // An HTTP/2 preface followed by garbage is refused on that connection.
     let _ = raw_exchange(
         tandem.proxy,
