@@ -173,6 +173,16 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
 mod tests {
     use super::*;
 
+    /// Watches `activity` with a 1 s head timeout and a 5 s idle timeout.
+    fn watch(activity: &Arc<Activity>) -> tokio::task::JoinHandle<CloseReason> {
+        let activity = activity.clone();
+        tokio::spawn(async move {
+            activity
+                .closed_when_quiet(Duration::from_secs(1), Duration::from_secs(5))
+                .await
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn closes_without_a_first_request_and_when_idle_but_not_while_busy() {
         let activity = Arc::new(Activity::default());
@@ -183,14 +193,7 @@ mod tests {
 
         let activity = Arc::new(Activity::default());
         let guard = activity.request_started(http::Version::HTTP_2);
-        let watcher = {
-            let activity = activity.clone();
-            tokio::spawn(async move {
-                activity
-                    .closed_when_quiet(Duration::from_secs(1), Duration::from_secs(5))
-                    .await
-            })
-        };
+        let watcher = watch(&activity);
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(!watcher.is_finished(), "a busy connection stays open");
         drop(guard);
@@ -216,14 +219,7 @@ mod tests {
     async fn the_wait_for_the_next_head_starts_when_a_long_request_ends() {
         let activity = Arc::new(Activity::default());
         let guard = activity.request_started(http::Version::HTTP_11);
-        let watcher = {
-            let activity = activity.clone();
-            tokio::spawn(async move {
-                activity
-                    .closed_when_quiet(Duration::from_secs(1), Duration::from_secs(5))
-                    .await
-            })
-        };
+        let watcher = watch(&activity);
         // Longer than the idle timeout, and not a multiple of it.
         tokio::time::sleep(Duration::from_secs(7)).await;
         drop(guard);
