@@ -50,6 +50,7 @@ pub struct Metrics {
     connections_open: IntGauge,
     connections_closed: IntCounterVec,
     limit_rejections: IntCounterVec,
+    upstream_resends: IntCounterVec,
     plugin_defined: RwLock<HashMap<String, PluginMetric>>,
     series_hasher: RandomState,
 }
@@ -397,6 +398,11 @@ impl Metrics {
             "Requests refused by a proxy limit or as malformed, by reason (body_too_large, request_timeout, bad_request_body, bad_request_head, connect_not_allowed).",
             &["reason"],
         );
+        let upstream_resends = counter_vec(
+            "tandem_upstream_resends_total",
+            "Requests sent to the upstream again on a new connection after a pooled one failed under them, by reason (unsent, closed, reset).",
+            &["reason"],
+        );
         Self {
             registry,
             requests_by_class,
@@ -419,6 +425,7 @@ impl Metrics {
             connections_open,
             connections_closed,
             limit_rejections,
+            upstream_resends,
             plugin_defined: RwLock::default(),
             series_hasher: RandomState::new(),
         }
@@ -514,6 +521,12 @@ impl Metrics {
     /// Counts a connection the proxy closed itself (`no_request`, `idle`).
     pub fn connection_closed(&self, reason: &str) {
         self.connections_closed.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a request sent to the upstream again (`unsent`, `closed`,
+    /// `reset`).
+    pub fn upstream_resent(&self, reason: &str) {
+        self.upstream_resends.with_label_values(&[reason]).inc();
     }
 
     /// Counts a request refused by a limit (`body_too_large`, ...).

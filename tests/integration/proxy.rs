@@ -179,6 +179,83 @@ async fn refused_upstream_is_502_and_slow_upstream_is_504() {
     assert_eq!(json["error"], "upstream_timeout");
 }
 
+/// An upstream that answers the first request on each connection and
+/// closes the connection without answering when the second one arrives, as
+/// one whose keep-alive timer fires just then does. Returns its address and
+/// how many connections it accepted.
+async fn upstream_that_drops_second_requests() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut heads = 0;
+                let mut received = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while let Ok(read) = stream.read(&mut buffer).await {
+                    if read == 0 {
+                        return;
+                    }
+                    received.extend_from_slice(&buffer[..read]);
+                    // Bodies are not read: a head ends at the blank line.
+                    while let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                        received.drain(..end + 4);
+                        heads += 1;
+                        if heads > 1 {
+                            return;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test]
+async fn a_get_whose_pooled_connection_closes_under_it_goes_again_and_a_post_gets_502() {
+    use std::sync::atomic::Ordering;
+    let (address, accepted) = upstream_that_drops_second_requests().await;
+    // One worker, so that both requests use the same upstream pool.
+    let tandem = TandemBuilder::new(format!("http://{address}"))
+        .config("workers = 1")
+        .spawn()
+        .await;
+    let first = get(&tandem.url("/first")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = get(&tandem.url("/second")).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text());
+    assert_eq!(second.text(), "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains("tandem_upstream_resends_total{reason=\"closed\"} 1"),
+        "{metrics}"
+    );
+
+    // A request with a body is not sent twice: its client gets the 502.
+    let post = send_body(Method::POST, &tandem.url("/post"), b"once".to_vec()).await;
+    assert_eq!(post.status, StatusCode::BAD_GATEWAY, "{}", post.text());
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains("tandem_upstream_resends_total{reason=\"closed\"} 1"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_request_then_exits() {
     let upstream = Upstream::start().await;

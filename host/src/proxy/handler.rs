@@ -486,7 +486,12 @@ impl Proxy {
         let sent = Instant::now();
         let exchange = self.pool.send(request, replay);
         match tokio::time::timeout(self.upstream_timeout, exchange).await {
-            Ok(Ok(response)) => Ok((response, sent.elapsed())),
+            Ok(Ok(exchanged)) => {
+                if let Some(resend) = exchanged.resent {
+                    self.metrics.upstream_resent(resend.name());
+                }
+                Ok((exchanged.response, sent.elapsed()))
+            }
             Ok(Err(error)) => {
                 // The upstream call failed because the client's body broke a
                 // limit: that is the client's error, not the upstream's.

@@ -41,6 +41,38 @@ impl UpstreamError {
     }
 }
 
+/// Why a request went to the upstream a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// A pooled connection had closed before the request was written.
+    Unsent,
+    /// A pooled connection closed under the request without answering.
+    Closed,
+    /// A pooled connection was reset under the request.
+    Reset,
+}
+
+impl Resend {
+    /// Label for metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resend::Unsent => "unsent",
+            Resend::Closed => "closed",
+            Resend::Reset => "reset",
+        }
+    }
+}
+
+/// A response head from the upstream, and whether getting it took a
+/// second attempt (the last reason, if it took more).
+#[derive(Debug)]
+pub struct Exchanged {
+    /// The response, its body still on its way.
+    pub response: Response<Incoming>,
+    /// Why the request was sent again, if it was.
+    pub resent: Option<Resend>,
+}
+
 /// A connection waiting for its next request.
 struct IdleConnection<B> {
     sender: SendRequest<B>,
@@ -96,9 +128,10 @@ where
         &self,
         mut request: Request<B>,
         replay: impl FnOnce() -> Option<Request<B>>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Exchanged, UpstreamError> {
         let mut replay = Some(replay);
         let mut fresh_only = false;
+        let mut resent = None;
         loop {
             let pooled = if fresh_only { None } else { self.checkout() };
             let reused = pooled.is_some();
@@ -109,7 +142,7 @@ where
             let mut failed = match sender.try_send_request(request).await {
                 Ok(response) => {
                     self.checkin(sender);
-                    return Ok(response);
+                    return Ok(Exchanged { response, resent });
                 }
                 Err(failed) => failed,
             };
@@ -121,20 +154,28 @@ where
             // and the request was never written: it goes again.
             if let Some(unsent) = failed.take_message() {
                 request = unsent;
+                resent = Some(Resend::Unsent);
                 continue;
             }
-            let closed_unanswered =
-                failed.error().is_incomplete_message() || was_reset(failed.error());
-            match replay
-                .take()
-                .filter(|_| closed_unanswered)
-                .and_then(|copy| copy())
-            {
+            let closed_unanswered = if was_reset(failed.error()) {
+                Some(Resend::Reset)
+            } else if failed.error().is_incomplete_message() {
+                Some(Resend::Closed)
+            } else {
+                None
+            };
+            let copy = match closed_unanswered {
+                Some(_) => replay.take().and_then(|copy| copy()),
+                None => None,
+            };
+            match copy {
                 Some(copy) => {
                     tracing::debug!(
-                        "a pooled upstream connection closed under a request; sending it again"
+                        reason = closed_unanswered.map(Resend::name),
+                        "a pooled upstream connection failed under a request; sending it again"
                     );
                     request = copy;
+                    resent = closed_unanswered;
                     fresh_only = true;
                 }
                 None => return Err(UpstreamError::Exchange(failed.into_error())),
@@ -339,8 +380,9 @@ mod tests {
         (address, accepted)
     }
 
-    async fn body_of(response: Response<Incoming>) -> Bytes {
-        response
+    async fn body_of(exchanged: Exchanged) -> Bytes {
+        exchanged
+            .response
             .into_body()
             .collect()
             .await
@@ -390,15 +432,17 @@ mod tests {
     /// Against an upstream that does `then` to the second request on a
     /// connection: a repeatable request goes again once, on a new
     /// connection; one that may not be repeated gets the error, returned.
-    async fn goes_again_once(then: Then) -> UpstreamError {
+    async fn goes_again_once(then: Then, reason: Resend) -> UpstreamError {
         let (address, accepted) = upstream(b"ok", then).await;
         let pool = pool(address);
         let first = pool.send(get("/"), || None).await.expect("a response");
+        assert_eq!(first.resent, None);
         assert_eq!(body_of(first).await, "ok");
         let again = pool
             .send(get("/"), || Some(get("/")))
             .await
             .expect("sent again on a new connection");
+        assert_eq!(again.resent, Some(reason));
         assert_eq!(body_of(again).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         pool.send(get("/"), || None)
@@ -408,13 +452,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeatable_request_a_pooled_connection_dropped_goes_again_once() {
-        let error = goes_again_once(Then::DropNext).await;
+        let error = goes_again_once(Then::DropNext, Resend::Closed).await;
         assert!(!error.is_connect(), "{error}");
     }
 
     #[tokio::test]
     async fn a_repeatable_request_a_pooled_connection_reset_goes_again_once() {
-        let error = goes_again_once(Then::ResetNext).await;
+        let error = goes_again_once(Then::ResetNext, Resend::Reset).await;
         assert!(was_reset(&error_of(error)), "the error is the reset");
     }
 
