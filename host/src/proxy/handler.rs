@@ -213,6 +213,20 @@ impl Proxy {
         &self.limits
     }
 
+    /// Closes this worker's upstream connections that sat idle too long,
+    /// every so often, for as long as the worker's event loop runs.
+    pub async fn sweep_upstream_connections(&self) {
+        let mut every = tokio::time::interval(self.pool.sweep_every());
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let closed = self.pool.close_expired();
+            if closed > 0 {
+                tracing::debug!(closed, "closed idle upstream connections");
+            }
+        }
+    }
+
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

@@ -209,6 +209,29 @@ where
         None
     }
 
+    /// Closes idle connections past the idle timeout and forgets closed
+    /// ones, so that a quiet pool does not hold connections open for ever
+    /// (checkout drops them too, but only when requests come). A connection
+    /// still receiving a response body is left alone. Returns how many
+    /// went.
+    pub fn close_expired(&self) -> usize {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let before = idle.len();
+        idle.retain(|entry| {
+            let expired =
+                entry.sender.is_ready() && now.duration_since(entry.since) > self.idle_timeout;
+            !(expired || entry.sender.is_closed())
+        });
+        before - idle.len()
+    }
+
+    /// How often [`close_expired`](Self::close_expired) should run: a
+    /// connection then lives at most a quarter longer than the timeout.
+    pub fn sweep_every(&self) -> Duration {
+        (self.idle_timeout / 4).max(Duration::from_millis(10))
+    }
+
     /// Puts a connection back once its response head is in; it is taken
     /// again once ready. Beyond `max_idle`, it closes when its response ends.
     fn checkin(&self, sender: SendRequest<B>) {
@@ -467,6 +490,41 @@ mod tests {
             UpstreamError::Exchange(error) => error,
             UpstreamError::Connect { .. } => panic!("a connect error: {error}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_connections_idle_past_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (closed, closed_seen) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut buffer = [0u8; 1024];
+            let read = stream.read(&mut buffer).await.expect("a request");
+            assert!(read > 0);
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            stream.write_all(answer).await.expect("answer");
+            // The next read ends when the pool closes the connection.
+            let read = stream.read(&mut buffer).await.unwrap_or(0);
+            let _ = closed.send(read);
+        });
+        let authority = address.to_string().parse().expect("an authority");
+        let pool: Pool = UpstreamPool::new(
+            authority,
+            Duration::from_secs(2),
+            Duration::from_millis(100),
+            8,
+        );
+        let response = pool.send(get("/"), || None).await.expect("a response");
+        assert_eq!(body_of(response).await, "ok");
+        assert_eq!(pool.close_expired(), 0, "not idle long enough yet");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pool.close_expired(), 1);
+        let read = tokio::time::timeout(Duration::from_secs(5), closed_seen)
+            .await
+            .expect("the upstream saw the connection close")
+            .expect("the upstream task ran");
+        assert_eq!(read, 0, "closed without another request");
     }
 
     #[tokio::test]

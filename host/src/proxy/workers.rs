@@ -63,6 +63,9 @@ fn run_worker(setup: WorkerSetup) -> anyhow::Result<()> {
             grace,
         } = setup;
         let listener = TcpListener::from_std(listener).context("registering the listener")?;
+        // Ends with the event loop.
+        let sweeper = proxy.clone();
+        tokio::spawn(async move { sweeper.sweep_upstream_connections().await });
         let all_drained = server::serve(listener, proxy, slots, raised(stop), grace).await;
         let _ = drained.send(all_drained);
         // Keep the event loop alive until the records are flushed: the
