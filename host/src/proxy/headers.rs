@@ -43,6 +43,13 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
     asks.then(|| headers.get(UPGRADE).cloned()).flatten()
 }
 
+/// True for the bytes a host and port may hold (RFC 3986 section 3.2.2:
+/// a name, an IPv4 address or a bracketed IPv6 literal, then `:port`).
+/// Checked byte by byte: parsing an `Authority` copies the value.
+fn is_host_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&byte)
+}
+
 /// What is wrong with a request head that parsed but must not be served,
 /// if anything (RFC 9112 section 3.2, RFC 9110 section 4.2.4):
 /// - `CONNECT`, which asks a proxy for a tunnel;
@@ -62,7 +69,7 @@ pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> 
         if bytes.contains(&b'@') {
             return Some(ProxyError::BadRequestHead("user information in Host"));
         }
-        if !bytes.is_empty() && http::uri::Authority::try_from(bytes).is_err() {
+        if !bytes.iter().all(|&byte| is_host_byte(byte)) {
             return Some(ProxyError::BadRequestHead("Host is not a host and port"));
         }
     }
@@ -275,6 +282,8 @@ mod tests {
         assert_eq!(problem_with("GET", "/", &["a", "a"]), bad_head);
         assert_eq!(problem_with("GET", "/", &["user:pw@app"]), bad_head);
         assert_eq!(problem_with("GET", "/", &["app/path"]), bad_head);
+        assert_eq!(problem_with("GET", "/", &["app?q"]), bad_head);
+        assert_eq!(problem_with("GET", "/", &["a b"]), bad_head);
         assert_eq!(problem_with("GET", "http://user@app/x", &["app"]), bad_head);
         assert_eq!(
             problem_with("CONNECT", "app:443", &["app:443"]),
