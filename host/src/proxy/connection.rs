@@ -88,6 +88,14 @@ impl Activity {
         RequestGuard(self.clone())
     }
 
+    /// Counts the connection as busy, as a request in flight does, until
+    /// the guard is dropped: for a request body still arriving after its
+    /// response has gone out (HTTP/1 is full duplex).
+    pub fn busy(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+
     /// Resolves when the connection should be closed: no request within
     /// `request_head`, or no request in flight for `idle`. Between HTTP/1
     /// requests the next head must also come within `request_head`, so the
@@ -230,6 +238,20 @@ mod tests {
             (Duration::from_secs(1)..Duration::from_secs(2)).contains(&waited),
             "{waited:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_still_arriving_keeps_the_connection_busy() {
+        let activity = Arc::new(Activity::default());
+        let body = {
+            let _response = activity.request_started(http::Version::HTTP_11);
+            activity.busy()
+        };
+        let watcher = watch(&activity);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!watcher.is_finished(), "busy while the body arrives");
+        drop(body);
+        assert_eq!(watcher.await.unwrap(), CloseReason::Idle);
     }
 
     #[tokio::test(start_paused = true)]

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::body::{Completion, CountingBody, ResponseBody};
+use super::connection::RequestGuard;
 use super::errors::ProxyError;
 use super::headers::{self, ClientAddress, Framing};
 use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
@@ -250,11 +251,13 @@ impl Proxy {
         response
     }
 
-    /// Handles one request from `client`.
+    /// Handles one request from `client`. `body_busy`, if the request has
+    /// a body, is held until the body has gone upstream or been dropped.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         client: &ClientAddress,
+        body_busy: Option<RequestGuard>,
     ) -> Response<ResponseBody> {
         let client_addr = client.addr();
         let started = Instant::now();
@@ -278,6 +281,7 @@ impl Proxy {
             tracing::info!(client = %client_addr, "{}", error.public_message());
             return self.refuse(error, request_id.as_ref(), started);
         }
+        headers::host_from_target(&mut parts);
         let limit = self.limits.body_limit_for(parts.uri.path());
         if declared_over(&parts.headers, limit) {
             drop(in_flight);
@@ -297,7 +301,8 @@ impl Proxy {
                 limit,
                 started + self.limits.request_timeout,
                 verdict.clone(),
-            ),
+            )
+            .keeping(body_busy),
             limit,
             verdict,
         };

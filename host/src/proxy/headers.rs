@@ -43,11 +43,42 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
     asks.then(|| headers.get(UPGRADE).cloned()).flatten()
 }
 
-/// True for the bytes a host and port may hold (RFC 3986 section 3.2.2:
-/// a name, an IPv4 address or a bracketed IPv6 literal, then `:port`).
+/// True if `host` is a host and an optional port (RFC 3986 section 3.2.2):
+/// a registered name or IPv4 address, or a bracketed IPv6 literal, then
+/// `:` and up to five digits. Names are letters, digits and `-._~`; the
+/// percent-encoding and punctuation RFC 3986 also allows are refused, as
+/// no DNS name needs them and two hops may decode them differently.
 /// Checked byte by byte: parsing an `Authority` copies the value.
-fn is_host_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&byte)
+fn is_host_and_port(host: &[u8]) -> bool {
+    let (name_is_valid, rest) = match host.strip_prefix(b"[") {
+        Some(literal) => {
+            let Some(end) = literal.iter().position(|&byte| byte == b']') else {
+                return false;
+            };
+            let address = &literal[..end];
+            let valid = !address.is_empty()
+                && address
+                    .iter()
+                    .all(|&byte| byte.is_ascii_hexdigit() || byte == b':' || byte == b'.');
+            (valid, &literal[end + 1..])
+        }
+        None => {
+            let end = host
+                .iter()
+                .position(|&byte| byte == b':')
+                .unwrap_or(host.len());
+            let valid = host[..end]
+                .iter()
+                .all(|&byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte));
+            (valid, &host[end..])
+        }
+    };
+    name_is_valid
+        && match rest {
+            [] => true,
+            [b':', port @ ..] => port.len() <= 5 && port.iter().all(u8::is_ascii_digit),
+            _ => false,
+        }
 }
 
 /// What is wrong with a request head that parsed but must not be served,
@@ -55,7 +86,8 @@ fn is_host_byte(byte: u8) -> bool {
 /// - `CONNECT`, which asks a proxy for a tunnel;
 /// - more than one `Host` header, which two hops may read differently;
 /// - a `Host` that is not a host and port, or user information in `Host`
-///   or in an absolute target.
+///   or in an absolute target;
+/// - over HTTP/2, a `Host` that differs from `:authority`.
 pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> {
     if parts.method == http::Method::CONNECT {
         return Some(ProxyError::ConnectNotAllowed);
@@ -69,8 +101,17 @@ pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> 
         if bytes.contains(&b'@') {
             return Some(ProxyError::BadRequestHead("user information in Host"));
         }
-        if !bytes.iter().all(|&byte| is_host_byte(byte)) {
+        if !is_host_and_port(bytes) {
             return Some(ProxyError::BadRequestHead("Host is not a host and port"));
+        }
+        // Over HTTP/2 the authority travels as `:authority` (in the URI
+        // here), and a Host beside it must name the same (RFC 9113
+        // section 8.3.1).
+        if parts.version == Version::HTTP_2
+            && let Some(authority) = parts.uri.authority()
+            && !authority.as_str().as_bytes().eq_ignore_ascii_case(bytes)
+        {
+            return Some(ProxyError::BadRequestHead("Host differs from :authority"));
         }
     }
     if parts
@@ -83,6 +124,20 @@ pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> 
         ));
     }
     None
+}
+
+/// Makes the target's authority the `Host` header, if the target has one:
+/// an absolute target over HTTP/1 (RFC 9112 section 3.2.2: it wins over a
+/// Host header) or `:authority` over HTTP/2. Done before the chain runs,
+/// so that plugins see the Host the upstream will see.
+pub fn host_from_target(parts: &mut http::request::Parts) {
+    if let Some(value) = parts
+        .uri
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    {
+        parts.headers.insert(HOST, value);
+    }
 }
 
 /// How a message's body is framed, as it arrived: its `Content-Length`.
@@ -172,8 +227,7 @@ impl ClientAddress {
 }
 
 /// Prepares the headers of a request for the upstream: hop-by-hop removed
-/// (an upgrade kept), `Host` taken from the target's authority if it has
-/// one (absolute form, HTTP/2) and kept otherwise, and
+/// (an upgrade kept), `Host` kept or taken from the target's authority, and
 /// `X-Forwarded-For` / `X-Forwarded-Proto` set.
 pub fn for_upstream(
     headers: &mut HeaderMap,
@@ -187,9 +241,11 @@ pub fn for_upstream(
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
     }
-    // The target's authority (absolute form, HTTP/2) wins over a Host
-    // header (RFC 9112 section 3.2.2).
-    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+    // The handler put the target's authority into Host before the chain
+    // ran; a plugin that removed Host gets it back.
+    if !headers.contains_key(HOST)
+        && let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
         headers.insert(HOST, value);
     }
     let own = &client.forwarded_for;
@@ -284,6 +340,29 @@ mod tests {
         assert_eq!(problem_with("GET", "/", &["app/path"]), bad_head);
         assert_eq!(problem_with("GET", "/", &["app?q"]), bad_head);
         assert_eq!(problem_with("GET", "/", &["a b"]), bad_head);
+        for host in [
+            "a,b",
+            "app:80:90",
+            "app:x",
+            "::1",
+            "[::1",
+            "a]b[",
+            "%00",
+            "app%2f",
+            "[]",
+            "app:123456",
+        ] {
+            assert_eq!(problem_with("GET", "/", &[host]), bad_head, "{host}");
+        }
+        for host in [
+            "app",
+            "app:",
+            "10.0.0.1:8080",
+            "[fe80::1]:443",
+            "my-app.svc_1~x",
+        ] {
+            assert_eq!(problem_with("GET", "/", &[host]), None, "{host}");
+        }
         assert_eq!(problem_with("GET", "http://user@app/x", &["app"]), bad_head);
         assert_eq!(
             problem_with("CONNECT", "app:443", &["app:443"]),
@@ -292,17 +371,33 @@ mod tests {
     }
 
     #[test]
-    fn the_targets_authority_is_the_host_upstream() {
+    fn the_targets_authority_becomes_the_host() {
+        let head = |target: &str, version: Version| {
+            let request = http::Request::builder()
+                .uri(target)
+                .version(version)
+                .header(HOST, "other")
+                .body(())
+                .unwrap();
+            request.into_parts().0
+        };
+        let mut absolute = head("http://app:8080/x", Version::HTTP_11);
+        host_from_target(&mut absolute);
+        assert_eq!(absolute.headers[HOST], "app:8080");
+        let mut origin = head("/x", Version::HTTP_11);
+        host_from_target(&mut origin);
+        assert_eq!(origin.headers[HOST], "other");
+        let http2 = head("http://app/x", Version::HTTP_2);
+        assert_eq!(
+            request_head_problem(&http2).map(|error| error.code()),
+            Some("bad_request_head")
+        );
+        // A plugin that removed Host: the authority comes back.
         let mut headers = HeaderMap::new();
-        headers.insert(HOST, HeaderValue::from_static("other"));
         let authority = http::uri::Authority::from_static("app:8080");
         let client = ClientAddress::new("10.0.0.1:5".parse().unwrap());
         for_upstream(&mut headers, Some(&authority), &client, "http", None);
         assert_eq!(headers[HOST], "app:8080");
-        let mut headers = HeaderMap::new();
-        headers.insert(HOST, HeaderValue::from_static("kept"));
-        for_upstream(&mut headers, None, &client, "http", None);
-        assert_eq!(headers[HOST], "kept");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::connection::RequestGuard;
 use super::errors::ProxyError;
 
 /// Why a request body was cut off.
@@ -129,6 +130,9 @@ pub struct LimitedBody {
     /// body, or one that is in with the head, and never need the timer.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     verdict: BodyVerdict,
+    /// Keeps the client connection counted as busy while the body is on
+    /// its way, which may be after the response has gone out.
+    _busy: Option<RequestGuard>,
 }
 
 impl LimitedBody {
@@ -141,7 +145,14 @@ impl LimitedBody {
             deadline,
             timer: None,
             verdict,
+            _busy: None,
         }
+    }
+
+    /// Holds `busy` until the body is dropped (sent in full, or given up).
+    pub fn keeping(mut self, busy: Option<RequestGuard>) -> Self {
+        self._busy = busy;
+        self
     }
 }
 

@@ -97,6 +97,7 @@ async fn serve_connection(
     let client = Arc::new(ClientAddress::new(peer));
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let guard = tracked.request_started(request.version());
+        let body_busy = (!http_body::Body::is_end_stream(request.body())).then(|| tracked.busy());
         let proxy = handler.clone();
         let client = client.clone();
         // Only a request that may switch protocols carries the hold (an
@@ -105,7 +106,7 @@ async fn serve_connection(
             request.extensions_mut().insert(hold.clone());
         }
         async move {
-            let response = proxy.handle(request, &client).await;
+            let response = proxy.handle(request, &client, body_busy).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
         }
     });

@@ -509,16 +509,12 @@ mod tests {
             let _ = closed.send(read);
         });
         let authority = address.to_string().parse().expect("an authority");
-        let pool: Pool = UpstreamPool::new(
-            authority,
-            Duration::from_secs(2),
-            Duration::from_millis(100),
-            8,
-        );
+        let pool: Pool =
+            UpstreamPool::new(authority, Duration::from_secs(2), Duration::from_secs(1), 8);
         let response = pool.send(get("/"), || None).await.expect("a response");
         assert_eq!(body_of(response).await, "ok");
         assert_eq!(pool.close_expired(), 0, "not idle long enough yet");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(pool.close_expired(), 1);
         let read = tokio::time::timeout(Duration::from_secs(5), closed_seen)
             .await

@@ -104,6 +104,22 @@ async fn slow_loris_connections_do_not_starve_normal_traffic() {
     assert!(closed, "no connection left behind");
 }
 
+/// Reads from `stream` until what came is `done`, within 5 s and without
+/// the connection closing; returns what came.
+async fn read_until(stream: &mut TcpStream, done: impl Fn(&[u8]) -> bool, what: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !done(&received) {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| panic!("{what} in time"))
+            .unwrap();
+        assert!(read > 0, "{what}: the connection closed");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    received
+}
+
 #[tokio::test]
 async fn a_kept_alive_connection_must_send_its_next_head_in_time() {
     let upstream = Upstream::start().await;
@@ -112,33 +128,24 @@ async fn a_kept_alive_connection_must_send_its_next_head_in_time() {
         .spawn()
         .await;
     let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    // Before the first request: the wait for the next head starts after
+    // its response, so it cannot look shorter than it is.
+    let started = Instant::now();
     stream
         .write_all(b"GET /first HTTP/1.1\r\nHost: tandem\r\n\r\n")
         .await
         .unwrap();
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
-            .await
-            .expect("the first response in time")
-            .unwrap();
-        assert!(
-            read > 0,
-            "the connection stays open after the first response"
-        );
-        received.extend_from_slice(&buffer[..read]);
-    }
+    let has_head = |received: &[u8]| received.windows(4).any(|w| w == b"\r\n\r\n");
+    let received = read_until(&mut stream, has_head, "the first response").await;
     assert!(received.starts_with(b"HTTP/1.1 200"));
 
     // The next head trickles in: the header timeout applies to it too, not
     // only the (much longer) idle timeout.
-    let started = Instant::now();
     let closed_after = trickle_head(stream, started, Duration::from_secs(20))
         .await
         .expect("the server closed the connection");
     assert!(
-        (Duration::from_millis(900)..Duration::from_secs(5)).contains(&closed_after),
+        (Duration::from_secs(1)..Duration::from_secs(8)).contains(&closed_after),
         "closed after {closed_after:?}"
     );
     assert_eq!(upstream.seen_at("/first").len(), 1);
@@ -147,6 +154,78 @@ async fn a_kept_alive_connection_must_send_its_next_head_in_time() {
         metric(&metrics, "tandem_connections_closed_total{reason=\"idle\"}"),
         Some(1.0),
         "{metrics}"
+    );
+}
+
+/// An upstream that answers each request as soon as its head is in, then
+/// reads its chunked body to the end before it reads the next head.
+async fn upstream_that_answers_before_the_body() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // What ends the next thing to wait for: a head, then a
+                // chunked body (each request here has one).
+                let mut awaiting: &[u8] = b"\r\n\r\n";
+                while let Ok(read) = stream.read(&mut buffer).await {
+                    if read == 0 {
+                        return;
+                    }
+                    received.extend_from_slice(&buffer[..read]);
+                    while let Some(at) =
+                        received.windows(awaiting.len()).position(|w| w == awaiting)
+                    {
+                        received.drain(..at + awaiting.len());
+                        if awaiting == b"\r\n\r\n" {
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                            awaiting = b"0\r\n\r\n";
+                        } else {
+                            awaiting = b"\r\n\r\n";
+                        }
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn an_upload_still_arriving_after_its_response_is_not_cut_off() {
+    let address = upstream_that_answers_before_the_body().await;
+    let tandem = TandemBuilder::new(format!("http://{address}"))
+        .config("[limits]\nheader_read_timeout_ms = 1000")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: tandem\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let ends_ok = |received: &[u8]| received.ends_with(b"ok");
+    read_until(&mut stream, ends_ok, "the response before the body").await;
+    // The body goes on for well past the header timeout.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.write_all(b"5\r\nxxxxx\r\n").await.unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    // The connection is still there for the next request.
+    stream
+        .write_all(b"POST /next HTTP/1.1\r\nHost: tandem\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let next = read_until(&mut stream, ends_ok, "the next response after the upload").await;
+    assert!(
+        next.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&next)
     );
 }
 
