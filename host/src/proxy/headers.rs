@@ -84,7 +84,8 @@ fn is_host_and_port(host: &[u8]) -> bool {
 /// What is wrong with a request head that parsed but must not be served,
 /// if anything (RFC 9112 section 3.2, RFC 9110 section 4.2.4):
 /// - `CONNECT`, which asks a proxy for a tunnel;
-/// - more than one `Host` header, which two hops may read differently;
+/// - an HTTP/1.1 request without `Host`, or more than one `Host` header,
+///   which two hops may read differently;
 /// - a `Host` that is not a host and port, or user information in `Host`
 ///   or in an absolute target;
 /// - over HTTP/2, a `Host` that differs from `:authority`.
@@ -93,7 +94,11 @@ pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> 
         return Some(ProxyError::ConnectNotAllowed);
     }
     let mut hosts = parts.headers.get_all(HOST).iter();
-    if let Some(host) = hosts.next() {
+    let first_host = hosts.next();
+    if first_host.is_none() && parts.version == Version::HTTP_11 {
+        return Some(ProxyError::BadRequestHead("no Host header"));
+    }
+    if let Some(host) = first_host {
         if hosts.next().is_some() {
             return Some(ProxyError::BadRequestHead("more than one Host header"));
         }
@@ -329,7 +334,17 @@ mod tests {
     #[test]
     fn heads_that_hops_could_read_differently_are_refused() {
         assert_eq!(problem_with("GET", "/", &["app:8080"]), None);
-        assert_eq!(problem_with("GET", "/", &[]), None);
+        assert_eq!(problem_with("GET", "/", &[]), Some("bad_request_head"));
+        let (http10, ()) = http::Request::builder()
+            .version(Version::HTTP_10)
+            .uri("/")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert!(
+            request_head_problem(&http10).is_none(),
+            "HTTP/1.0 may omit Host"
+        );
         assert_eq!(problem_with("GET", "/", &[""]), None);
         assert_eq!(problem_with("GET", "/", &["[::1]:80"]), None);
         assert_eq!(problem_with("GET", "http://app/x", &["app"]), None);

@@ -191,20 +191,23 @@ where
         let mut index = idle.len();
         while index > 0 {
             index -= 1;
-            let entry = &idle[index];
+            let entry = &mut idle[index];
             if entry.sender.is_closed() {
                 idle.swap_remove(index);
                 continue;
             }
             let now = *now.get_or_insert_with(Instant::now);
+            // Not ready: its last response body is still on its way, so
+            // it is busy, not idle, until now at least.
+            if !entry.sender.is_ready() {
+                entry.since = now;
+                continue;
+            }
             if now.duration_since(entry.since) > self.idle_timeout {
                 idle.swap_remove(index);
                 continue;
             }
-            // Not ready: its last response body is still on its way.
-            if entry.sender.is_ready() {
-                return Some(idle.swap_remove(index).sender);
-            }
+            return Some(idle.swap_remove(index).sender);
         }
         None
     }
@@ -218,10 +221,16 @@ where
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let before = idle.len();
-        idle.retain(|entry| {
-            let expired =
-                entry.sender.is_ready() && now.duration_since(entry.since) > self.idle_timeout;
-            !(expired || entry.sender.is_closed())
+        idle.retain_mut(|entry| {
+            if entry.sender.is_closed() {
+                return false;
+            }
+            if !entry.sender.is_ready() {
+                // Still receiving a body: busy, not idle, until now.
+                entry.since = now;
+                return true;
+            }
+            now.duration_since(entry.since) <= self.idle_timeout
         });
         before - idle.len()
     }
@@ -521,6 +530,29 @@ mod tests {
             .expect("the upstream saw the connection close")
             .expect("the upstream task ran");
         assert_eq!(read, 0, "closed without another request");
+    }
+
+    #[tokio::test]
+    async fn a_connection_busy_with_a_long_body_is_not_swept_when_it_ends() {
+        static LARGE: [u8; 4 << 20] = [b'x'; 4 << 20];
+        let (address, accepted) = upstream(&LARGE, Then::KeepAlive).await;
+        let authority = address.to_string().parse().expect("an authority");
+        let pool: Pool =
+            UpstreamPool::new(authority, Duration::from_secs(2), Duration::from_secs(1), 8);
+        let response = pool.send(get("/"), || None).await.expect("a response");
+        // The body, too large for the socket buffers, waits unread for
+        // longer than the idle timeout; the sweep sees the connection busy.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(pool.close_expired(), 0, "busy, not idle");
+        assert_eq!(body_of(response).await.len(), LARGE.len());
+        assert_eq!(pool.close_expired(), 0, "just became idle");
+        let again = pool.send(get("/"), || None).await.expect("a response");
+        assert_eq!(body_of(again).await.len(), LARGE.len());
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the connection was reused"
+        );
     }
 
     #[tokio::test]

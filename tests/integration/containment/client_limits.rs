@@ -368,7 +368,12 @@ async fn malformed_http_gets_4xx_and_the_host_stays_up() {
     }
     // Heads that parse but that two hops could read differently never
     // reach the upstream; nor does a request for a tunnel.
-    let refused: [(&str, &[u8], u16); 5] = [
+    let refused: [(&str, &[u8], u16); 6] = [
+        (
+            "an HTTP/1.1 request without Host",
+            b"GET /no-host HTTP/1.1\r\n\r\n",
+            400,
+        ),
         (
             "two Host headers",
             b"GET /two-hosts HTTP/1.1\r\nHost: app\r\nHost: other\r\n\r\n",
@@ -406,6 +411,7 @@ async fn malformed_http_gets_4xx_and_the_host_stays_up() {
         }
     }
     for path in [
+        "/no-host",
         "/two-hosts",
         "/userinfo-host",
         "/userinfo-target",
@@ -429,7 +435,7 @@ async fn malformed_http_gets_4xx_and_the_host_stays_up() {
             &metrics,
             "tandem_limit_rejections_total{reason=\"bad_request_head\"}"
         ),
-        Some(4.0),
+        Some(5.0),
         "{metrics}"
     );
     // An absolute target's authority is the Host the upstream sees.
