@@ -317,13 +317,13 @@ mod tests {
     type Pool = UpstreamPool<Empty<Bytes>>;
 
     fn pool(address: std::net::SocketAddr) -> Pool {
+        pool_idle_for(address, Duration::from_secs(90))
+    }
+
+    /// A pool whose connections expire after `idle`.
+    fn pool_idle_for(address: std::net::SocketAddr, idle: Duration) -> Pool {
         let authority = address.to_string().parse().expect("an authority");
-        UpstreamPool::new(
-            authority,
-            Duration::from_secs(2),
-            Duration::from_secs(90),
-            8,
-        )
+        UpstreamPool::new(authority, Duration::from_secs(2), idle, 8)
     }
 
     fn get(path: &str) -> Request<Empty<Bytes>> {
@@ -517,9 +517,7 @@ mod tests {
             let read = stream.read(&mut buffer).await.unwrap_or(0);
             let _ = closed.send(read);
         });
-        let authority = address.to_string().parse().expect("an authority");
-        let pool: Pool =
-            UpstreamPool::new(authority, Duration::from_secs(2), Duration::from_secs(1), 8);
+        let pool = pool_idle_for(address, Duration::from_secs(1));
         let response = pool.send(get("/"), || None).await.expect("a response");
         assert_eq!(body_of(response).await, "ok");
         assert_eq!(pool.close_expired(), 0, "not idle long enough yet");
@@ -536,9 +534,7 @@ mod tests {
     async fn a_connection_busy_with_a_long_body_is_not_swept_when_it_ends() {
         static LARGE: [u8; 4 << 20] = [b'x'; 4 << 20];
         let (address, accepted) = upstream(&LARGE, Then::KeepAlive).await;
-        let authority = address.to_string().parse().expect("an authority");
-        let pool: Pool =
-            UpstreamPool::new(authority, Duration::from_secs(2), Duration::from_secs(1), 8);
+        let pool = pool_idle_for(address, Duration::from_secs(1));
         let response = pool.send(get("/"), || None).await.expect("a response");
         // The body, too large for the socket buffers, waits unread for
         // longer than the idle timeout; the sweep sees the connection busy.
