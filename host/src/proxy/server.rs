@@ -12,44 +12,51 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Proxy;
 use super::connection::{Activity, TrackedBody};
 use super::headers::ClientAddress;
+use super::protocol::{self, Protocol};
 use crate::config::Limits;
 
 /// How long a connection closed for being quiet gets to finish closing.
 const QUIET_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Builds the HTTP/1 and HTTP/2 settings from the limits.
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // No `header_read_timeout`: the connection's watchdog times request
-    // heads (see `connection`).
-    builder
-        .http1()
-        // The read buffer bounds the request head: a head that does not
-        // fit gets a 431.
-        .max_buf_size(limits.max_request_header_bytes)
-        .max_headers(limits.max_request_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(
+/// hyper's HTTP/1 and HTTP/2 connection settings, built from the limits
+/// once per worker.
+struct HttpSettings {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl HttpSettings {
+    fn new(limits: &Limits) -> Self {
+        // No `header_read_timeout`: the connection's watchdog times request
+        // heads (see `connection`).
+        let mut http1 = http1::Builder::new();
+        http1
+            // The read buffer bounds the request head: a head that does not
+            // fit gets a 431.
+            .max_buf_size(limits.max_request_header_bytes)
+            .max_headers(limits.max_request_headers);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new()).max_header_list_size(
             limits
                 .max_request_header_bytes
                 .try_into()
                 .unwrap_or(u32::MAX),
         );
-    builder
+        Self { http1, http2 }
+    }
 }
 
 /// What a client connection holds while it is open: its slots and its
@@ -79,7 +86,7 @@ impl Drop for OpenConnection {
 
 /// Serves one connection until it ends, goes quiet, or shutdown drains it.
 async fn serve_connection(
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    settings: Arc<HttpSettings>,
     stream: TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
@@ -110,29 +117,86 @@ async fn serve_connection(
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
         }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let draining = tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+    let protocol = tokio::select! {
+        detected = protocol::detect(&stream) => match detected {
+            Ok(Some(protocol)) => protocol,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "connection ended before its first request");
+                return;
             }
-            return;
-        }
+        },
         reason = activity.closed_when_quiet(limits.header_read_timeout, limits.idle_timeout) => {
             proxy.metrics().connection_closed(reason.name());
             tracing::debug!(%peer, reason = reason.name(), "closing a quiet connection");
-            false
+            return;
         }
-        _ = stop.wait_for(|stop| *stop) => true,
+        _ = stop.wait_for(|stop| *stop) => return,
     };
-    connection.as_mut().graceful_shutdown();
-    if draining {
-        // Shutdown: in-flight requests finish (the caller bounds the wait).
-        let _ = connection.await;
-    } else {
-        // Nothing is in flight: a client that does not close is cut off.
-        let _ = tokio::time::timeout(QUIET_CLOSE_GRACE, connection).await;
+    let io = TokioIo::new(stream);
+    let watch = Watch {
+        activity: &activity,
+        limits: &limits,
+        proxy: &proxy,
+        peer,
+        stop,
+    };
+    match protocol {
+        Protocol::Http1 => {
+            let connection = settings.http1.serve_connection(io, service).with_upgrades();
+            watch
+                .serve(connection, |connection| connection.graceful_shutdown())
+                .await;
+        }
+        Protocol::Http2 => {
+            let connection = settings.http2.serve_connection(io, service);
+            watch
+                .serve(connection, |connection| connection.graceful_shutdown())
+                .await;
+        }
+    }
+}
+
+/// What watches a connection while hyper serves it.
+struct Watch<'a> {
+    activity: &'a Activity,
+    limits: &'a Limits,
+    proxy: &'a Proxy,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+}
+
+impl Watch<'_> {
+    /// Drives `connection` until it ends, goes quiet, or shutdown drains
+    /// it; `graceful_shutdown` asks it to finish what is in flight.
+    async fn serve<C>(mut self, connection: C, graceful_shutdown: impl FnOnce(Pin<&mut C>))
+    where
+        C: Future<Output = hyper::Result<()>>,
+    {
+        let peer = self.peer;
+        tokio::pin!(connection);
+        let draining = tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            reason = self.activity.closed_when_quiet(self.limits.header_read_timeout, self.limits.idle_timeout) => {
+                self.proxy.metrics().connection_closed(reason.name());
+                tracing::debug!(%peer, reason = reason.name(), "closing a quiet connection");
+                false
+            }
+            _ = self.stop.wait_for(|stop| *stop) => true,
+        };
+        graceful_shutdown(connection.as_mut());
+        if draining {
+            // Shutdown: in-flight requests finish (the caller bounds the wait).
+            let _ = connection.await;
+        } else {
+            // Nothing is in flight: a client that does not close is cut off.
+            let _ = tokio::time::timeout(QUIET_CLOSE_GRACE, connection).await;
+        }
     }
 }
 
@@ -160,7 +224,7 @@ pub async fn serve(
     grace: Duration,
 ) -> bool {
     let limits = proxy.limits().clone();
-    let builder = Arc::new(http_builder(&limits));
+    let settings = Arc::new(HttpSettings::new(&limits));
     // This worker's own connections, so that the drain waits for them and
     // not for other workers'. Never the tighter bound: each connection
     // holds a process-wide slot too.
@@ -196,7 +260,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(serve_connection(
-            builder.clone(),
+            settings.clone(),
             stream,
             peer,
             proxy.clone(),

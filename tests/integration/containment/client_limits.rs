@@ -157,6 +157,57 @@ async fn a_kept_alive_connection_must_send_its_next_head_in_time() {
     );
 }
 
+/// Waits up to `limit` for the server to close `stream` and returns how
+/// long after `started` it did.
+async fn closed_within(mut stream: TcpStream, started: Instant, limit: Duration) -> Duration {
+    let mut buffer = [0u8; 256];
+    loop {
+        let read = tokio::time::timeout_at((started + limit).into(), stream.read(&mut buffer))
+            .await
+            .expect("the server closed the connection in time");
+        match read {
+            Ok(0) | Err(_) => return started.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_first_bytes_is_closed_in_time() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("[limits]\nheader_read_timeout_ms = 1000\nidle_timeout_ms = 60000")
+        .spawn()
+        .await;
+    // One sends nothing; the other sends the start of the HTTP/2 preface,
+    // which is too little to tell the protocol by.
+    let started = Instant::now();
+    let silent = TcpStream::connect(tandem.proxy).await.unwrap();
+    let mut partial = TcpStream::connect(tandem.proxy).await.unwrap();
+    partial.write_all(b"PR").await.unwrap();
+    let (silent, partial) = tokio::join!(
+        closed_within(silent, started, Duration::from_secs(10)),
+        closed_within(partial, started, Duration::from_secs(10)),
+    );
+    for closed_after in [silent, partial] {
+        assert!(
+            closed_after >= Duration::from_secs(1),
+            "closed after {closed_after:?}"
+        );
+    }
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "tandem_connections_closed_total{reason=\"no_request\"}"
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    // The listener is still serving.
+    assert_eq!(get(&tandem.url("/after")).await.status, StatusCode::OK);
+}
+
 /// An upstream that answers each request as soon as its head is in, then
 /// reads its chunked body to the end before it reads the next head.
 async fn upstream_that_answers_before_the_body() -> std::net::SocketAddr {
