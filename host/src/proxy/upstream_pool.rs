@@ -137,7 +137,10 @@ where
             let reused = pooled.is_some();
             let mut sender = match pooled {
                 Some(sender) => sender,
-                None => self.connect().await?,
+                // Boxed: connecting is the rare case, and inline its future
+                // would make every request's future larger (and each
+                // request's future is copied as a whole, more than once).
+                None => Box::pin(self.connect()).await?,
             };
             let mut failed = match sender.try_send_request(request).await {
                 Ok(response) => {
