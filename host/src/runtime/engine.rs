@@ -1,19 +1,12 @@
 //! The wasmtime engine: compiler settings, the pooling instance allocator
-//! (with a fallback), the epoch ticker that bounds CPU per hook, and the
-//! linker with every host import.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+//! (with a fallback), and the linker with every host import. The epoch
+//! ticker that bounds CPU per hook is in `ticker`.
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::PluginBindings;
 use super::state::HostState;
-
-/// How often the epoch advances; hook deadlines are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Largest linear memory one plugin instance may have in the pool.
 pub const MAX_POOLED_MEMORY_BYTES: usize = 512 << 20;
@@ -111,45 +104,6 @@ pub fn build_engine(pool: PoolSize) -> anyhow::Result<(Engine, Allocator)> {
             let engine = Engine::new(&config)
                 .map_err(|e| anyhow::anyhow!("creating the wasm engine: {e:#}"))?;
             Ok((engine, Allocator::OnDemand))
-        }
-    }
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
-pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    /// Starts the ticker thread.
-    pub fn start(engine: &Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        // A weak engine would be nicer, but the engine outlives every store
-        // anyway; the thread ends when the ticker is dropped.
-        let engine = engine.clone();
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("tandem-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawning the epoch thread");
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

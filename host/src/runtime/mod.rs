@@ -18,6 +18,7 @@ pub mod since;
 pub mod state;
 pub mod sync_wasi;
 pub mod thread_stack;
+pub mod ticker;
 pub mod yielder;
 
 use std::sync::Arc;
@@ -28,9 +29,10 @@ use wasmtime::component::Linker;
 use crate::metrics::Metrics;
 use crate::records::Records;
 use crate::shared_state::SharedState;
-use engine::{Allocator, EpochTicker, PoolSize};
+use engine::{Allocator, PoolSize};
 use lane::Lane;
 use state::HostState;
+use ticker::{EpochTicker, TicksNeeded};
 
 /// The engine, linker and services that every plugin version shares.
 pub struct Runtime {
@@ -54,6 +56,8 @@ pub struct Runtime {
     /// The stack one hook call may need; a synchronous call is made only
     /// on a thread that keeps this much room (`thread_stack`).
     pub call_stack_bytes: usize,
+    /// What every call tells, so that the epoch advances while it runs.
+    pub ticks: TicksNeeded,
     _ticker: EpochTicker,
 }
 
@@ -93,6 +97,7 @@ impl Runtime {
             records,
             lane,
             call_stack_bytes: engine::call_stack_bytes(wasm_stack_bytes),
+            ticks: ticker.needed(),
             _ticker: ticker,
         })
     }

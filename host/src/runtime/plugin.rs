@@ -450,6 +450,7 @@ fn prepare(
     state.deadline = deadline;
     state.move_to_lane = move_to_lane;
     state.synchronous = synchronous;
+    state.services.ticks.until(deadline + BLOCKED_CALL_GRACE);
     instance.store.set_epoch_deadline(FIRST_YIELD_TICKS);
 }
 
@@ -534,6 +535,7 @@ impl PluginVersion {
             runtime.metrics.clone(),
             runtime.shared.clone(),
             runtime.records.clone(),
+            runtime.ticks.clone(),
         ));
         let breaker = Breaker::new(settings.trip_after, settings.trip_cooldown);
         let quarantine = Quarantine::new(settings.quarantine);
@@ -617,6 +619,8 @@ impl PluginVersion {
         let init_deadline = self.settings.hook_timeout * INIT_DEADLINE_FACTOR;
         let deadline = Instant::now() + init_deadline;
         store.data_mut().deadline = deadline;
+        // Before the instance exists: a start function is guest code too.
+        self.services.ticks.until(deadline + BLOCKED_CALL_GRACE);
         let unavailable = |e: wasmtime::Error| HookFailure::Unavailable(format!("{e:#}"));
         let started = async {
             let (bindings, sync) = if style == CallStyle::FiberWithAsyncWasi {

@@ -45,6 +45,8 @@ pub struct PluginServices {
     /// Whether the version's calls are synchronous or on a fiber; told at
     /// once when a call runs long or waits.
     pub mode: super::call_mode::CallMode,
+    /// Keeps the epoch advancing while a call of the plugin runs.
+    pub ticks: super::ticker::TicksNeeded,
 }
 
 impl PluginServices {
@@ -55,6 +57,7 @@ impl PluginServices {
         metrics: Arc<Metrics>,
         shared: Arc<SharedState>,
         records: Arc<Records>,
+        ticks: super::ticker::TicksNeeded,
     ) -> Self {
         let name: Arc<str> = name.into();
         let log_budget = LogBudget::new(
@@ -72,6 +75,7 @@ impl PluginServices {
             metric_series_limit: settings.metric_series_limit as usize,
             clock_resolution: settings.clock_resolution,
             mode: super::call_mode::CallMode::default(),
+            ticks,
         }
     }
 

@@ -221,6 +221,34 @@ async fn metric_series_are_capped_per_metric() {
     );
 }
 
+/// The epoch ticker sleeps once no call can be running (about 2 s after
+/// this plugin's `init`: its deadline, 10 x 100 ms, and the ticker's 1 s of
+/// slack). A loop in the first call after that must still be stopped at
+/// its deadline: the call wakes the ticker.
+#[tokio::test]
+async fn a_loop_after_a_quiet_spell_is_still_stopped_at_its_deadline() {
+    let upstream = Upstream::start().await;
+    let looping = &CASES[0];
+    assert_eq!(looping.name, "loop-req");
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin(looping.name, "hostile", &settings(looping))
+        .spawn()
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for attempt in 1..=2 {
+        let reply = tokio::time::timeout(BOUND, get(&tandem.url("/loop-req/x")))
+            .await
+            .unwrap_or_else(|_| panic!("attempt {attempt}: no answer within {BOUND:?}"));
+        assert_eq!(reply.status, FAILED, "attempt {attempt}: {}", reply.text());
+        // Quiet again before the second attempt.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    let series =
+        "tandem_plugin_failures_total{hook=\"on-request\",kind=\"timeout\",plugin=\"loop-req\"}";
+    assert_eq!(metric(&metrics, series), Some(2.0), "{metrics}");
+}
+
 #[tokio::test]
 async fn a_plugin_that_loops_in_init_fails_to_load_in_bounded_time() {
     let upstream = Upstream::start().await;
