@@ -7,6 +7,7 @@ mod boundary;
 mod breaker;
 mod call_mode;
 mod client_limits;
+mod framing;
 mod hostile;
 mod quarantine;
 mod sandbox;

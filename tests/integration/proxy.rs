@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::support::client::{get, get_with, send_body};
 use crate::support::eventually;
+use crate::support::raw_upstream::RawUpstream;
 use crate::support::tandem::TandemBuilder;
 use crate::support::upstream::{Upstream, pattern};
 
@@ -181,53 +182,21 @@ async fn refused_upstream_is_502_and_slow_upstream_is_504() {
 
 /// An upstream that answers the first request on each connection and
 /// closes the connection without answering when the second one arrives, as
-/// one whose keep-alive timer fires just then does. Returns its address and
-/// how many connections it accepted.
-async fn upstream_that_drops_second_requests() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::sync::atomic::Ordering;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut heads = 0;
-                let mut received = Vec::new();
-                let mut buffer = [0u8; 4096];
-                while let Ok(read) = stream.read(&mut buffer).await {
-                    if read == 0 {
-                        return;
-                    }
-                    received.extend_from_slice(&buffer[..read]);
-                    // Bodies are not read: a head ends at the blank line.
-                    while let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-                        received.drain(..end + 4);
-                        heads += 1;
-                        if heads > 1 {
-                            return;
-                        }
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if stream.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (address, accepted)
+/// one whose keep-alive timer fires just then does.
+async fn upstream_that_drops_second_requests() -> RawUpstream {
+    RawUpstream::start(|head| {
+        (head == 0).then_some(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".as_slice())
+    })
+    .await
 }
 
 #[tokio::test]
 async fn a_get_whose_pooled_connection_closes_under_it_goes_again_and_a_post_gets_502() {
     use std::sync::atomic::Ordering;
-    let (address, accepted) = upstream_that_drops_second_requests().await;
+    let RawUpstream {
+        addr: address,
+        accepted,
+    } = upstream_that_drops_second_requests().await;
     // One worker, so that both requests use the same upstream pool.
     let tandem = TandemBuilder::new(format!("http://{address}"))
         .config("workers = 1")

@@ -281,6 +281,18 @@ impl Proxy {
             tracing::info!(client = %client_addr, "{}", error.public_message());
             return self.refuse(error, request_id.as_ref(), started);
         }
+        let head_limit = self.limits.max_request_header_bytes;
+        if headers::head_bytes(&parts) > head_limit {
+            drop(in_flight);
+            if !expects_continue(&parts.headers) {
+                Box::pin(drain(body)).await;
+            }
+            return self.refuse(
+                ProxyError::HeadTooLarge { limit: head_limit },
+                request_id.as_ref(),
+                started,
+            );
+        }
         headers::host_from_target(&mut parts);
         let limit = self.limits.body_limit_for(parts.uri.path());
         if declared_over(&parts.headers, limit) {
@@ -325,10 +337,19 @@ impl Proxy {
         let (kept_request, response, reached) = match verdict {
             RequestVerdict::Forward => {
                 let kept = keep_request.then(|| copy_request_head(&head));
-                let response = match self
+                let asked = upgrade.clone();
+                let forwarded = self
                     .forward(head, client, body, upgrade, &request_bytes)
                     .await
-                {
+                    .and_then(|(response, took)| {
+                        match upstream_response_problem(asked.as_ref(), &response) {
+                            Some(problem) => {
+                                Err((ProxyError::UpstreamFailed(problem.into()), Some(took)))
+                            }
+                            None => Ok((response, took)),
+                        }
+                    });
+                let response = match forwarded {
                     Ok((mut response, took)) => {
                         trail.upstream_duration = Some(took);
                         if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -472,6 +493,15 @@ impl Proxy {
             // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
             parts.headers.insert(http::header::HOST, host);
         }
+        // A body of unknown length (chunked) goes chunked. Said here because
+        // hyper's client sends no body at all for such a GET or HEAD unless
+        // the header asks for one; never beside a Content-Length.
+        if !body.body.is_end_stream() && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+            parts.headers.insert(
+                http::header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         parts.uri = origin_form;
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
@@ -532,6 +562,26 @@ impl Proxy {
             Err(_) => Err((ProxyError::UpstreamTimeout, Some(sent.elapsed()))),
         }
     }
+}
+
+/// What is wrong with an upstream response that must not reach the
+/// client, if anything: a switch of protocols the client did not ask for
+/// (the client would be left with a connection in a state it does not
+/// know), or more than one `Content-Length` that differ (hyper checks this
+/// only where it reads a body, and not for the answer to a HEAD).
+fn upstream_response_problem(
+    asked: Option<&HeaderValue>,
+    response: &Response<Incoming>,
+) -> Option<&'static str> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && !headers::switch_was_asked_for(asked, response.headers())
+    {
+        return Some("the application switched to a protocol the client did not ask for");
+    }
+    if headers::conflicting_lengths(response.headers()) {
+        return Some("the application sent conflicting Content-Length headers");
+    }
+    None
 }
 
 fn restore_upgrade_headers(

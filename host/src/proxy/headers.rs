@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Version};
@@ -14,8 +14,9 @@ use super::errors::ProxyError;
 /// Headers that describe one connection and never travel through a proxy
 /// (RFC 9110 section 7.6.1, plus the obsolete ones still seen in the wild).
 /// Names, not strings: a string is parsed into a name at every lookup.
-static HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     PROXY_AUTHENTICATE,
@@ -28,8 +29,30 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+/// Headers that stay even when `Connection` names them: a client that
+/// lists `Host` there would have the upstream see another Host than the
+/// plugins saw, and one that lists `X-Forwarded-For` would erase what the
+/// proxies before this one recorded.
+static NEVER_CONNECTION_SCOPED: [HeaderName; 5] = [
+    HOST,
+    CONTENT_LENGTH,
+    FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+];
+
+/// True if the comma-separated list `value` holds `token`, in any case.
+fn lists(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
 /// The protocol a client asks to switch to, if this is an HTTP/1.1 upgrade
-/// request (`Connection: upgrade` with an `Upgrade` header).
+/// request (`Connection: upgrade` with an `Upgrade` header). An upgrade to
+/// `h2c` is not passed on (the request goes as a plain one): the HTTP/2
+/// inside the tunnel would reach the upstream without passing the plugins,
+/// and RFC 9113 has deprecated that upgrade anyway.
 pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     if version != Version::HTTP_11 {
         return None;
@@ -37,10 +60,48 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
     let asks = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| headers.get(UPGRADE).cloned()).flatten()
+        .any(|value| lists(value, "upgrade"));
+    asks.then(|| headers.get(UPGRADE).cloned())
+        .flatten()
+        .filter(|protocols| !lists(protocols, "h2c"))
+}
+
+/// True if a `101 Switching Protocols` whose headers are `response` agrees
+/// with what the client asked for: an upgrade to `asked`, of which the
+/// response's `Upgrade` names one.
+pub fn switch_was_asked_for(asked: Option<&HeaderValue>, response: &HeaderMap) -> bool {
+    let (Some(asked), Some(chosen)) = (asked, response.get(UPGRADE)) else {
+        return false;
+    };
+    chosen
+        .to_str()
+        .is_ok_and(|chosen| lists(asked, chosen.trim()))
+}
+
+/// True if `headers` hold more than one `Content-Length` and they differ:
+/// a message whose length two hops could read differently.
+pub fn conflicting_lengths(headers: &HeaderMap) -> bool {
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let first = lengths.next();
+    lengths.any(|other| Some(other) != first)
+}
+
+/// The size of a request head as it came: request line and header lines.
+/// hyper bounds the head by its read buffer, which can hold more than the
+/// limit when the whole head comes in one read, so the limit is checked
+/// here as well.
+pub fn head_bytes(parts: &http::request::Parts) -> usize {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(1, |target| target.as_str().len());
+    let request_line = parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum::<usize>()
+        + request_line
 }
 
 /// True if `host` is a host and an optional port (RFC 3986 section 3.2.2):
@@ -88,10 +149,25 @@ fn is_host_and_port(host: &[u8]) -> bool {
 ///   which two hops may read differently;
 /// - a `Host` that is not a host and port, or user information in `Host`
 ///   or in an absolute target;
-/// - over HTTP/2, a `Host` that differs from `:authority`.
+/// - over HTTP/2, a `Host` that differs from `:authority`;
+/// - a transfer coding other than `chunked` (RFC 9112 section 6.1: 501),
+///   which the upstream would get de-chunked but still coded.
 pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> {
     if parts.method == http::Method::CONNECT {
         return Some(ProxyError::ConnectNotAllowed);
+    }
+    if parts
+        .headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .any(|coding| {
+            !coding
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked")
+        })
+    {
+        return Some(ProxyError::TransferCodingNotImplemented);
     }
     let mut hosts = parts.headers.get_all(HOST).iter();
     let first_host = hosts.next();
@@ -190,6 +266,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !NEVER_CONNECTION_SCOPED.contains(name))
         .collect();
     for name in named {
         headers.remove(name);
@@ -433,5 +510,70 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(headers[UPGRADE], "websocket");
         assert_eq!(headers[CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn upgrades_pass_only_as_asked_and_never_to_h2c() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        let asked = requested_upgrade(Version::HTTP_11, &headers);
+        assert_eq!(asked.as_ref().unwrap(), "websocket");
+        assert_eq!(requested_upgrade(Version::HTTP_10, &headers), None);
+        headers.insert(UPGRADE, HeaderValue::from_static("foo, H2C"));
+        assert_eq!(requested_upgrade(Version::HTTP_11, &headers), None);
+
+        let mut response = HeaderMap::new();
+        assert!(!switch_was_asked_for(asked.as_ref(), &response));
+        response.insert(UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(switch_was_asked_for(asked.as_ref(), &response));
+        assert!(!switch_was_asked_for(None, &response));
+        response.insert(UPGRADE, HeaderValue::from_static("other"));
+        assert!(!switch_was_asked_for(asked.as_ref(), &response));
+    }
+
+    #[test]
+    fn lengths_conflict_only_when_they_differ() {
+        let mut headers = HeaderMap::new();
+        assert!(!conflicting_lengths(&headers));
+        headers.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        headers.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert!(!conflicting_lengths(&headers));
+        headers.append(CONTENT_LENGTH, HeaderValue::from_static("6"));
+        assert!(conflicting_lengths(&headers));
+    }
+
+    #[test]
+    fn connection_cannot_name_host_or_the_forwarding_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static("host, content-length, forwarded, x-forwarded-for, x-gone"),
+        );
+        for name in [
+            "host",
+            "content-length",
+            "forwarded",
+            "x-forwarded-for",
+            "x-gone",
+        ] {
+            headers.insert(name, HeaderValue::from_static("1"));
+        }
+        remove_hop_by_hop(&mut headers);
+        for name in ["host", "content-length", "forwarded", "x-forwarded-for"] {
+            assert!(headers.contains_key(name), "{name} stays");
+        }
+        assert!(!headers.contains_key("x-gone"));
+    }
+
+    #[test]
+    fn a_head_is_measured_as_it_came() {
+        let request = http::Request::get("/path?q=1")
+            .header("x-one", "abc")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let wire = "GET /path?q=1 HTTP/1.1\r\nx-one: abc\r\n";
+        assert_eq!(head_bytes(&parts), wire.len());
     }
 }

@@ -6,6 +6,7 @@ pub mod collector;
 pub mod examples;
 pub mod plugins;
 pub mod promtool;
+pub mod raw_upstream;
 pub mod replay;
 pub mod tandem;
 pub mod upstream;
