@@ -89,8 +89,17 @@ async fn reload(app: &Arc<App>) -> Response<Full<Bytes>> {
 }
 
 /// Ready once plugins are loaded (they are, or the app would not exist) and
-/// the upstream accepts connections.
+/// the upstream accepts connections, until shutdown begins: from then on
+/// the proxy accepts no new connections, so a load balancer must stop
+/// sending any.
 async fn readiness(app: &App) -> Response<Full<Bytes>> {
+    if app.is_draining() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining: shutting down\n",
+        );
+    }
     let upstream = app.config.upstream.as_str().to_owned();
     let probe = tokio::time::timeout(
         UPSTREAM_PROBE_TIMEOUT,

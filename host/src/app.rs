@@ -2,6 +2,7 @@
 //! runtime, the current chain, and the reload machinery.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -24,6 +25,8 @@ pub struct App {
     pub chain: Arc<ArcSwap<Chain>>,
     /// Reloads, the artifact cache and each plugin's load history.
     pub reloader: Reloader,
+    /// Set when shutdown begins: no new connections are accepted.
+    draining: AtomicBool,
 }
 
 impl App {
@@ -43,7 +46,19 @@ impl App {
             runtime,
             chain: Arc::new(ArcSwap::from_pointee(chain)),
             reloader,
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the start of shutdown, so that `/readyz` sends traffic
+    /// elsewhere while in-flight requests finish.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The metrics registry.

@@ -102,7 +102,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.shutdown_grace,
         app.runtime.call_stack_bytes,
     )?;
-    let drained = workers.serve_until(shutdown).await;
+    let draining = async {
+        shutdown.await;
+        app.begin_draining();
+    };
+    let drained = workers.serve_until(draining).await;
     admin.abort();
     if let Some(app_logs) = app_logs {
         app_logs.abort();

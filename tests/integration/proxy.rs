@@ -239,6 +239,16 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
         "the slow request reached the upstream"
     );
     tandem.terminate();
+    // While the request drains, readiness says no and liveness yes.
+    let unready = eventually(Duration::from_secs(1), async || {
+        get(&tandem.admin_url("/readyz")).await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(unready, "/readyz is 503 while draining");
+    assert_eq!(
+        get(&tandem.admin_url("/healthz")).await.status,
+        StatusCode::OK
+    );
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.text(), "slow done");
