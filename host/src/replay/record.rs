@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::exchange::{RequestHead, ResponseHead};
@@ -148,10 +148,8 @@ impl Record {
     /// The response head of the upstream, or why it cannot be one.
     pub fn response_head(&self) -> Result<ResponseHead, String> {
         let status = self.status.unwrap_or(200);
-        let status = StatusCode::from_u16(status)
-            .ok()
-            .filter(|s| s.as_u16() >= 200)
-            .ok_or_else(|| format!("status {status} is not 200 to 999"))?;
+        let status = crate::runtime::exchange::final_status(status)
+            .ok_or_else(|| format!("status {status} is not 200 to 599"))?;
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.headers_mut() = self.response_headers.to_header_map("response_headers")?;
@@ -234,7 +232,7 @@ mod tests {
             ),
             (
                 "{\"target\":\"/a\",\"status\":42}\n",
-                "r.jsonl:1: status 42 is not 200 to 999",
+                "r.jsonl:1: status 42 is not 200 to 599",
             ),
             (
                 "{\"target\":\"/a\",\"headers\":[[\"bad name\",\"x\"]]}\n",

@@ -186,3 +186,28 @@ pub fn remove_header(headers: &mut HeaderMap, name: &str) {
         headers.remove(name);
     }
 }
+
+/// `code` as the status of a final response, if it is one: 200 to 599.
+/// RFC 9110 section 15 calls codes outside 100 to 599 invalid, and a 1xx
+/// is not final: hyper would send it as if it were, with no response after.
+pub fn final_status(code: u16) -> Option<http::StatusCode> {
+    (200..=599)
+        .contains(&code)
+        .then(|| http::StatusCode::from_u16(code).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_statuses_rfc_9110_defines_are_final_statuses() {
+        for code in [200, 204, 304, 404, 599] {
+            assert_eq!(final_status(code).map(|s| s.as_u16()), Some(code));
+        }
+        for code in [0, 99, 100, 101, 199, 600, 999, 1000] {
+            assert_eq!(final_status(code), None, "{code}");
+        }
+    }
+}

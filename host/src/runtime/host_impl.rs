@@ -218,7 +218,7 @@ impl HostResponse for HostState {
     }
 
     fn set_status(&mut self, _: Resource<ResponseHandle>, status: u16) -> Result<(), EditError> {
-        let status = http::StatusCode::from_u16(status).map_err(|_| EditError::InvalidValue)?;
+        let status = super::exchange::final_status(status).ok_or(EditError::InvalidValue)?;
         if let Some(r) = self.response.as_mut() {
             r.parts.status = status;
         }

@@ -344,12 +344,9 @@ fn classify_trap(error: wasmtime::Error, deadline: Duration, memory_refused: boo
 
 /// Turns a plugin's reply into one the proxy can send, or says why not.
 pub fn validate_reply(reply: Reply) -> Result<PluginReply, HookFailure> {
-    let status = StatusCode::from_u16(reply.status)
-        .ok()
-        .filter(|s| s.as_u16() >= 200)
-        .ok_or_else(|| {
-            HookFailure::Invalid(format!("status {} is not 200 to 999", reply.status))
-        })?;
+    let status = super::exchange::final_status(reply.status).ok_or_else(|| {
+        HookFailure::Invalid(format!("status {} is not 200 to 599", reply.status))
+    })?;
     if reply.body.len() > MAX_REPLY_BODY_BYTES {
         return Err(HookFailure::Invalid(format!(
             "body of {} bytes is over the {MAX_REPLY_BODY_BYTES}-byte limit",

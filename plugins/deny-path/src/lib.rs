@@ -48,9 +48,9 @@ impl Plugin for DenyPath {
                 "config key `prefixes`: `{bad}` does not start with `/`"
             ));
         }
-        if !(200..=999).contains(&status) {
+        if !(200..=599).contains(&status) {
             return Err(format!(
-                "config key `status`: {status} is not a final HTTP status (200 to 999)"
+                "config key `status`: {status} is not a final HTTP status (200 to 599)"
             ));
         }
         // Counting is best effort: a refused description must not stop the

@@ -124,7 +124,7 @@ impl<'a> Response<'a> {
         self.0.status()
     }
 
-    /// Replaces the status code (100 to 999).
+    /// Replaces the status code (200 to 599, a final response's).
     pub fn set_status(&self, status: u16) -> Result<(), EditError> {
         self.0.set_status(status).map_err(EditError::from)
     }
@@ -189,7 +189,7 @@ impl From<Reply> for Action {
 }
 
 impl Reply {
-    /// A reply with `status` (200 to 999; the host refuses anything else), no headers and an empty body.
+    /// A reply with `status` (200 to 599; the host refuses anything else), no headers and an empty body.
     ///
     /// ```
     /// # use tandem_sdk::{Action, Reply};
