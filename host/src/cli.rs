@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::Overrides;
 
@@ -14,6 +15,54 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Exit code for a bad command line, environment or config (EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+impl Cli {
+    /// Parses the command line and the `TANDEM_*` environment. A bad value
+    /// is a usage error: it is printed, naming the environment variable if
+    /// that is where it came from (clap names only the flag), and the
+    /// error is the exit code, 64. Help and `--version` print and exit 0.
+    pub fn parse_or_exit_code() -> Result<Self, u8> {
+        Self::try_parse().map_err(|error| {
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = error.print();
+                return 0;
+            }
+            let _ = error.print();
+            if let Some(variable) = environment_source(&error) {
+                eprintln!("(the value came from the environment variable {variable})");
+            }
+            EXIT_USAGE
+        })
+    }
+}
+
+/// The environment variable behind the argument `error` is about, if that
+/// variable is set and the flag was not given.
+fn environment_source(error: &clap::Error) -> Option<String> {
+    let Some(ContextValue::String(argument)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = argument.split_whitespace().next()?.strip_prefix("--")?;
+    let command = Cli::command();
+    let variable = command
+        .get_subcommands()
+        .flat_map(|subcommand| subcommand.get_arguments())
+        .find(|candidate| candidate.get_long() == Some(long))?
+        .get_env()?
+        .to_str()?
+        .to_owned();
+    let flag = format!("--{long}");
+    let given = std::env::args().any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")));
+    (!given && std::env::var_os(&variable).is_some()).then_some(variable)
 }
 
 /// The subcommands.

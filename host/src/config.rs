@@ -464,12 +464,22 @@ impl Config {
             None => default_cache_dir(),
         };
         let records = crate::records::config::RecordsConfig::resolve(file.records, base, shown)?;
+        // A value from the command line or the environment is blamed on
+        // them, not on a file that never set it.
+        let source = |flag: &'static str, from_override: bool| -> &Path {
+            if from_override {
+                Path::new(flag)
+            } else {
+                shown
+            }
+        };
         let workers = match overrides.workers.or(file.workers) {
             None => default_workers(),
             Some(count @ 1..=MAX_WORKERS) => count as usize,
             Some(_) => {
                 return Err(ConfigError::Invalid {
-                    path: shown.to_owned(),
+                    path: source("--workers (or TANDEM_WORKERS)", overrides.workers.is_some())
+                        .to_owned(),
                     key: "workers".into(),
                     message: format!("must be 1 to {MAX_WORKERS}"),
                 });
@@ -480,7 +490,13 @@ impl Config {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-            upstream: parse_upstream(shown, &upstream)?,
+            upstream: parse_upstream(
+                source(
+                    "--upstream (or TANDEM_UPSTREAM)",
+                    overrides.upstream.is_some(),
+                ),
+                &upstream,
+            )?,
             admin: overrides
                 .admin
                 .or(file.admin)

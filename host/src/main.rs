@@ -3,15 +3,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tandem::cli::{Cli, Command};
 use tandem::config::Config;
 
 /// Exit code for a bad config or command line (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
+const EXIT_CONFIG: u8 = tandem::cli::EXIT_USAGE;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::parse_or_exit_code() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
     let args = match &cli.command {
         Command::Run(args) | Command::Check(args) => args,
         Command::Replay(args) => return tandem::replay::main(args),

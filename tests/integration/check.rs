@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::support::plugins::wasm;
-use crate::support::tandem::{check, write_config_dir};
+use crate::support::tandem::{check, check_with_env, write_config_dir};
 
 fn dir_with(plugins: &[(&str, PathBuf, Option<&str>)], extra_config: &str) -> tempfile::TempDir {
     let plugins: Vec<_> = plugins
@@ -127,4 +127,22 @@ fn broken_plugins_are_named_with_the_reason() {
             "{name}: {line}"
         );
     }
+}
+
+#[test]
+fn a_bad_environment_value_is_named_and_exits_64() {
+    let dir = dir_with(&[], "");
+    let config = dir.path().join("tandem.toml");
+    // Not a number: clap refuses it, and the variable is named.
+    let (code, output) = check_with_env(&config, &[("TANDEM_WORKERS", "abc")]);
+    assert_eq!(code, 64, "{output}");
+    assert!(output.contains("TANDEM_WORKERS"), "{output}");
+    // A number out of range: blamed on the variable, not on the file.
+    let (code, output) = check_with_env(&config, &[("TANDEM_WORKERS", "0")]);
+    assert_eq!(code, 64, "{output}");
+    assert!(output.contains("TANDEM_WORKERS"), "{output}");
+    assert!(!output.contains("tandem.toml"), "{output}");
+    let (code, output) = check_with_env(&config, &[("TANDEM_UPSTREAM", "ftp://app:21")]);
+    assert_eq!(code, 64, "{output}");
+    assert!(output.contains("TANDEM_UPSTREAM"), "{output}");
 }

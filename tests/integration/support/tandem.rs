@@ -281,10 +281,16 @@ impl Tandem {
 /// Runs `tandem check --config DIR/tandem.toml` and returns the exit code and
 /// everything it printed.
 pub fn check(config: &Path) -> (i32, String) {
+    check_with_env(config, &[])
+}
+
+/// Like [`check`], with `variables` set in its environment.
+pub fn check_with_env(config: &Path, variables: &[(&str, &str)]) -> (i32, String) {
     let output = std::process::Command::new(TANDEM)
         .arg("check")
         .arg("--config")
         .arg(config)
+        .envs(variables.iter().copied())
         .output()
         .unwrap();
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
