@@ -42,18 +42,32 @@ fn text(
     response
 }
 
+/// A 405 naming the methods that are allowed, as RFC 9110 section 15.5.6
+/// requires.
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain",
+        format!("use {allow}\n"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
+}
+
 async fn route(app: &Arc<App>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     if request.uri().path() == "/reload" {
         return match *request.method() {
             Method::POST => reload(app).await,
-            _ => text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use POST\n"),
+            _ => method_not_allowed("POST"),
         };
     }
     if request.uri().path() == "/logs" {
         return crate::records::app_logs::handle(app, request).await;
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n");
+        return method_not_allowed("GET, HEAD");
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),

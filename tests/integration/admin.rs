@@ -1,8 +1,8 @@
 //! The admin listener: health, readiness, the plugin list and metrics.
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 
-use crate::support::client::get;
+use crate::support::client::{get, send_body};
 use crate::support::tandem::TandemBuilder;
 use crate::support::upstream::Upstream;
 
@@ -70,6 +70,16 @@ async fn health_readiness_plugins_and_metrics() {
     );
 
     drop(upstream);
+    // A wrong method gets a 405 that says which are allowed.
+    for (method, path, allowed) in [
+        (Method::POST, "/healthz", "GET, HEAD"),
+        (Method::GET, "/reload", "POST"),
+    ] {
+        let reply = send_body(method, &tandem.admin_url(path), "").await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(reply.header("allow"), Some(allowed), "{path}");
+    }
+
     let ready = get(&tandem.admin_url("/readyz")).await;
     assert_eq!(
         ready.status,
