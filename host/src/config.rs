@@ -134,6 +134,8 @@ pub struct LimitsSection {
     /// Wasm stack per plugin call, in KiB (engine-wide: wasmtime has one
     /// stack limit per engine).
     pub plugin_stack_kb: Option<u64>,
+    /// Whether runs of `/` in a request path become one (default true).
+    pub merge_slashes: Option<bool>,
     /// Body limits for paths under a prefix.
     #[serde(default)]
     pub route: Vec<RouteLimitSection>,
@@ -189,6 +191,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Wasm stack per plugin call, in bytes.
     pub plugin_stack_bytes: usize,
+    /// Whether runs of `/` in a request path become one (see
+    /// `proxy::path`).
+    pub merge_slashes: bool,
 }
 
 impl Default for Limits {
@@ -203,6 +208,7 @@ impl Default for Limits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             plugin_stack_bytes: (DEFAULT_PLUGIN_STACK_KB << 10) as usize,
+            merge_slashes: true,
         }
     }
 }
@@ -294,6 +300,7 @@ impl Limits {
                 64,
                 16 * 1024,
             )? << 10) as usize,
+            merge_slashes: file.merge_slashes.unwrap_or(defaults.merge_slashes),
         })
     }
 }

@@ -24,6 +24,7 @@ use super::connection::RequestGuard;
 use super::errors::ProxyError;
 use super::headers::{self, ClientAddress, Framing};
 use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
+use super::path;
 use super::server::ConnectionHold;
 use super::upgrade;
 use super::upstream_pool::UpstreamPool;
@@ -294,6 +295,7 @@ impl Proxy {
             );
         }
         headers::host_from_target(&mut parts);
+        normalize_path(&mut parts.uri, self.limits.merge_slashes);
         let limit = self.limits.body_limit_for(parts.uri.path());
         if declared_over(&parts.headers, limit) {
             drop(in_flight);
@@ -561,6 +563,22 @@ impl Proxy {
             }
             Err(_) => Err((ProxyError::UpstreamTimeout, Some(sent.elapsed()))),
         }
+    }
+}
+
+/// Puts the path of `uri` in its normal form (see `proxy::path`), so that
+/// plugins, route limits and the application all read one spelling.
+fn normalize_path(uri: &mut Uri, merge_slashes: bool) {
+    let Some(normal) = uri
+        .path_and_query()
+        .and_then(|target| path::normalized(target, merge_slashes))
+    else {
+        return;
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(normal);
+    if let Ok(normalized) = Uri::from_parts(parts) {
+        *uri = normalized;
     }
 }
 

@@ -114,8 +114,10 @@ async fn open_plugin_trips_and_is_skipped_without_being_called() {
     let flaky = tandem.plugin("flaky").await.unwrap();
     assert_eq!(flaky["state"], "tripped");
     assert_eq!(
-        flaky["failures"], 3,
-        "after three failures it is no longer called"
+        flaky["failures"],
+        3,
+        "after three failures it is no longer called: {flaky}\n{}",
+        super::traffic::plain(&tandem.logs())
     );
     let metrics = get(&tandem.admin_url("/metrics")).await.text();
     assert_eq!(

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use http::StatusCode;
+
 use super::traffic::{metric, raw_exchange, raw_status};
 use crate::support::client::get;
 use crate::support::raw_upstream::RawUpstream;
@@ -121,4 +123,39 @@ async fn upstream_answers_the_client_could_misread_become_502() {
         let again = raw_exchange(tandem.proxy, request, Duration::from_secs(5)).await;
         assert_eq!(raw_status(&again), Some(502), "{what}, again: {again}");
     }
+}
+
+#[tokio::test]
+async fn a_plugin_that_refuses_a_path_is_not_passed_by_another_spelling_of_it() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin("deny", "deny-path", "[config]\nprefixes = [\"/admin\"]\n")
+        .spawn()
+        .await;
+    for spelling in [
+        "/admin/x",
+        "/./admin/x",
+        "/public/../admin/x",
+        "/%61dmin/x",
+        "/%2e/admin/x",
+        "//admin/x",
+    ] {
+        let reply = get(&tandem.url(spelling)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{spelling}");
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    // What passes reaches the application in the same normal form.
+    let reply = get(&tandem.url("/a//b/./c/%7Euser/%2f?q=/../x")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(upstream.seen()[0].target, "/a/b/c/~user/%2F?q=/../x");
+
+    // merge_slashes = false keeps runs of `/` for applications that carry
+    // URLs in paths.
+    let keeping = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("[limits]\nmerge_slashes = false")
+        .spawn()
+        .await;
+    let reply = get(&keeping.url("/fetch/http://example.com//x/./y")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(upstream.seen()[1].target, "/fetch/http://example.com//x/y");
 }
