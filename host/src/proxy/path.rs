@@ -50,10 +50,11 @@ fn is_unreserved(byte: u8) -> bool {
 
 /// Decodes percent-encoded unreserved characters; other encodings keep
 /// their escape with upper-case hex, and a `%` not followed by two hex
-/// digits stays as it is.
+/// digits stays as it is. Works on bytes: a path may hold UTF-8 that a
+/// client sent unescaped, which is copied as it is.
 fn decode_unreserved(path: &str) -> String {
     let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+    let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
         let hex = |offset: usize| {
@@ -65,21 +66,22 @@ fn decode_unreserved(path: &str) -> String {
             (b'%', Some(high), Some(low)) => {
                 let decoded = (high * 16 + low) as u8;
                 if is_unreserved(decoded) {
-                    out.push(decoded as char);
+                    out.push(decoded);
                 } else {
-                    out.push('%');
-                    out.push_str(&path[at + 1..at + 3].to_ascii_uppercase());
+                    out.push(b'%');
+                    out.extend(bytes[at + 1..at + 3].iter().map(u8::to_ascii_uppercase));
                 }
                 at += 3;
             }
             (byte, _, _) => {
-                // The path is ASCII: hyper refuses other bytes in a target.
-                out.push(byte as char);
+                out.push(byte);
                 at += 1;
             }
         }
     }
-    out
+    // Only ASCII was decoded and every other byte copied whole, so this is
+    // the UTF-8 it was.
+    String::from_utf8(out).unwrap_or_else(|_| path.to_owned())
 }
 
 /// RFC 3986 section 5.2.4 on an absolute path, merging empty segments too
@@ -145,6 +147,7 @@ mod tests {
             ("/a%2fb/%c3%A9", "/a%2Fb/%C3%A9"),
             ("/100%", "/100%"),
             ("/%zz", "/%zz"),
+            ("/caf\u{e9}/./%41", "/caf\u{e9}/A"),
         ] {
             assert_eq!(normal(given, true), expected, "{given}");
         }
