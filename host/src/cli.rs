@@ -24,14 +24,13 @@ impl Cli {
     /// Parses the command line and the `TANDEM_*` environment. A bad value
     /// is a usage error: it is printed, naming the environment variable if
     /// that is where it came from (clap names only the flag), and the
-    /// error is the exit code, 64. Help and `--version` print and exit 0.
+    /// error is the exit code, 64 (also for a missing subcommand, after the
+    /// help). `--help` and `--version` print and exit 0.
     pub fn parse_or_exit_code() -> Result<Self, u8> {
         Self::try_parse().map_err(|error| {
             if matches!(
                 error.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
             ) {
                 let _ = error.print();
                 return 0;
@@ -61,7 +60,9 @@ fn environment_source(error: &clap::Error) -> Option<String> {
         .to_str()?
         .to_owned();
     let flag = format!("--{long}");
-    let given = std::env::args().any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")));
+    let given = std::env::args_os()
+        .filter_map(|arg| arg.into_string().ok())
+        .any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")));
     (!given && std::env::var_os(&variable).is_some()).then_some(variable)
 }
 

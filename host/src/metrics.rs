@@ -395,7 +395,7 @@ impl Metrics {
         );
         let limit_rejections = counter_vec(
             "tandem_limit_rejections_total",
-            "Requests refused by a proxy limit or as malformed, by reason (body_too_large, request_timeout, bad_request_body, bad_request_head, connect_not_allowed, head_too_large, transfer_coding_not_implemented).",
+            "Requests refused by a proxy limit or as malformed, by reason (body_too_large, request_timeout, bad_request_body, bad_request_head, connect_not_allowed, transfer_coding_not_implemented).",
             &["reason"],
         );
         let upstream_resends = counter_vec(

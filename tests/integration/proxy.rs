@@ -229,11 +229,11 @@ async fn a_get_whose_pooled_connection_closes_under_it_goes_again_and_a_post_get
 async fn sigterm_drains_an_in_flight_request_then_exits() {
     let upstream = Upstream::start().await;
     let mut tandem = plain_tandem(&upstream).await;
-    let url = tandem.url("/slow?ms=1500");
+    let url = tandem.url("/slow?ms=3000");
     let in_flight = tokio::spawn(async move { get(&url).await });
     assert!(
         eventually(Duration::from_secs(5), async || !upstream
-            .seen_at("/slow?ms=1500")
+            .seen_at("/slow?ms=3000")
             .is_empty())
         .await,
         "the slow request reached the upstream"

@@ -48,11 +48,6 @@ pub enum ProxyError {
     BadRequestHead(&'static str),
     /// A `CONNECT` request: a reverse proxy opens no tunnels.
     ConnectNotAllowed,
-    /// The request's head is larger than `max_request_header_bytes`.
-    HeadTooLarge {
-        /// The limit, in bytes.
-        limit: usize,
-    },
     /// The request body has a transfer coding other than `chunked`, which
     /// the upstream would get decoded of its chunks but still coded.
     TransferCodingNotImplemented,
@@ -72,7 +67,6 @@ impl ProxyError {
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BadRequestBody | ProxyError::BadRequestHead(_) => StatusCode::BAD_REQUEST,
             ProxyError::ConnectNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::TransferCodingNotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
@@ -101,7 +95,6 @@ impl ProxyError {
             ProxyError::BadRequestBody => "bad_request_body",
             ProxyError::BadRequestHead(_) => "bad_request_head",
             ProxyError::ConnectNotAllowed => "connect_not_allowed",
-            ProxyError::HeadTooLarge { .. } => "head_too_large",
             ProxyError::TransferCodingNotImplemented => "transfer_coding_not_implemented",
         }
     }
@@ -126,9 +119,6 @@ impl ProxyError {
             }
             ProxyError::ConnectNotAllowed => {
                 "CONNECT is not served: this is a reverse proxy".into()
-            }
-            ProxyError::HeadTooLarge { limit } => {
-                format!("the request head is over the {limit}-byte limit")
             }
             ProxyError::TransferCodingNotImplemented => {
                 "the only transfer coding served is chunked".into()

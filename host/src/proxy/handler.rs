@@ -282,18 +282,6 @@ impl Proxy {
             tracing::info!(client = %client_addr, "{}", error.public_message());
             return self.refuse(error, request_id.as_ref(), started);
         }
-        let head_limit = self.limits.max_request_header_bytes;
-        if headers::head_bytes(&parts) > head_limit {
-            drop(in_flight);
-            if !expects_continue(&parts.headers) {
-                Box::pin(drain(body)).await;
-            }
-            return self.refuse(
-                ProxyError::HeadTooLarge { limit: head_limit },
-                request_id.as_ref(),
-                started,
-            );
-        }
         headers::host_from_target(&mut parts);
         normalize_path(&mut parts.uri, self.limits.merge_slashes);
         let limit = self.limits.body_limit_for(parts.uri.path());

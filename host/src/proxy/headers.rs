@@ -86,24 +86,6 @@ pub fn conflicting_lengths(headers: &HeaderMap) -> bool {
     lengths.any(|other| Some(other) != first)
 }
 
-/// The size of a request head as it came: request line and header lines.
-/// hyper bounds the head by its read buffer, which can hold more than the
-/// limit when the whole head comes in one read, so the limit is checked
-/// here as well.
-pub fn head_bytes(parts: &http::request::Parts) -> usize {
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or(1, |target| target.as_str().len());
-    let request_line = parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
-    parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
-        .sum::<usize>()
-        + request_line
-}
-
 /// True if `host` is a host and an optional port (RFC 3986 section 3.2.2):
 /// a registered name or IPv4 address, or a bracketed IPv6 literal, then
 /// `:` and up to five digits. Names are letters, digits and `-._~`; the
@@ -564,16 +546,5 @@ mod tests {
             assert!(headers.contains_key(name), "{name} stays");
         }
         assert!(!headers.contains_key("x-gone"));
-    }
-
-    #[test]
-    fn a_head_is_measured_as_it_came() {
-        let request = http::Request::get("/path?q=1")
-            .header("x-one", "abc")
-            .body(())
-            .unwrap();
-        let (parts, ()) = request.into_parts();
-        let wire = "GET /path?q=1 HTTP/1.1\r\nx-one: abc\r\n";
-        assert_eq!(head_bytes(&parts), wire.len());
     }
 }

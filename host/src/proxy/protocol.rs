@@ -18,9 +18,12 @@ use tokio::net::TcpStream;
 const HTTP2_PREFACE_START: &[u8] = b"PRI ";
 
 /// How long to wait before looking again when the first bytes so far could
-/// still begin either protocol. Looking again at once would spin: the
-/// socket stays readable while the bytes wait in it.
+/// still begin either protocol, at first and at most: the pause doubles
+/// each time, so that many clients that stop after `PR` cost few wake-ups.
+/// Looking again at once would spin: the socket stays readable while the
+/// bytes wait in it.
 const PARTIAL_PREFACE_PAUSE: Duration = Duration::from_millis(5);
+const LONGEST_PARTIAL_PREFACE_PAUSE: Duration = Duration::from_millis(250);
 
 /// The protocol a client connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,7 @@ impl Protocol {
 /// watchdog).
 pub async fn detect(stream: &TcpStream) -> io::Result<Option<Protocol>> {
     let mut first = [0u8; HTTP2_PREFACE_START.len()];
+    let mut pause = PARTIAL_PREFACE_PAUSE;
     loop {
         let received = stream.peek(&mut first).await?;
         if received == 0 {
@@ -60,7 +64,8 @@ pub async fn detect(stream: &TcpStream) -> io::Result<Option<Protocol>> {
         if let Some(protocol) = Protocol::of(&first[..received]) {
             return Ok(Some(protocol));
         }
-        tokio::time::sleep(PARTIAL_PREFACE_PAUSE).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LONGEST_PARTIAL_PREFACE_PAUSE);
     }
 }
 

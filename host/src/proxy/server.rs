@@ -44,8 +44,10 @@ impl HttpSettings {
         // heads (see `connection`).
         let mut http1 = http1::Builder::new();
         http1
-            // The read buffer bounds the request head: a head that does not
-            // fit gets a 431.
+            // A head over the limit gets a 431. The buffer bound alone is
+            // not enough: hyper checks it only while a head is incomplete,
+            // so a larger head that arrives in one read would pass.
+            .max_header_size(limits.max_request_header_bytes)
             .max_buf_size(limits.max_request_header_bytes)
             .max_headers(limits.max_request_headers);
         let mut http2 = http2::Builder::new(TokioExecutor::new());

@@ -447,7 +447,9 @@ fn prepare(
     state.deadline = deadline;
     state.move_to_lane = move_to_lane;
     state.synchronous = synchronous;
-    state.services.ticks.until(deadline + BLOCKED_CALL_GRACE);
+    // Before any guest code runs; replaces the count of the previous call
+    // on this instance, if any.
+    state.in_call = Some(state.services.ticks.call_started());
     instance.store.set_epoch_deadline(FIRST_YIELD_TICKS);
 }
 
@@ -617,7 +619,7 @@ impl PluginVersion {
         let deadline = Instant::now() + init_deadline;
         store.data_mut().deadline = deadline;
         // Before the instance exists: a start function is guest code too.
-        self.services.ticks.until(deadline + BLOCKED_CALL_GRACE);
+        store.data_mut().in_call = Some(self.services.ticks.call_started());
         let unavailable = |e: wasmtime::Error| HookFailure::Unavailable(format!("{e:#}"));
         let started = async {
             let (bindings, sync) = if style == CallStyle::FiberWithAsyncWasi {
@@ -720,10 +722,12 @@ impl PluginVersion {
         found
     }
 
-    fn give_back(&self, instance: Box<PluginInstance>) {
+    fn give_back(&self, mut instance: Box<PluginInstance>) {
         if self.settings.instances == InstanceMode::Fresh {
             return;
         }
+        // Idle in the pool, it runs no guest code.
+        instance.store.data_mut().in_call = None;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE_INSTANCES {
             idle.push(instance);

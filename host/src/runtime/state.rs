@@ -160,6 +160,10 @@ pub struct HostState {
     pub synchronous: bool,
     /// A hook call (not `init`) is under way.
     pub in_hook_call: bool,
+    /// Counts this instance's call (or `init`) as in flight for the epoch
+    /// ticker, from before guest code runs until the instance goes back to
+    /// the pool or is dropped.
+    pub in_call: Option<super::ticker::CallTicks>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -194,6 +198,7 @@ impl HostState {
             move_to_lane: None,
             synchronous: false,
             in_hook_call: false,
+            in_call: None,
             limits: PluginLimiter {
                 limits: StoreLimitsBuilder::new()
                     .memory_size(memory_bytes)

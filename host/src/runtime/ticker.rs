@@ -4,21 +4,23 @@
 //! The epoch is what stops a busy guest (at its deadline) and what makes a
 //! long call yield its thread (at every tick), so it must advance whenever
 //! guest code may run. Ticking a thousand times a second in an idle sidecar,
-//! though, costs about 1.5 % of a core in every pod for nothing. So every
-//! call says, before it starts, until when it may run: its deadline plus
-//! [`BLOCKED_CALL_GRACE`], after which a call is either stopped by a tick
-//! or abandoned by its backstop. The ticker runs until the latest such time
-//! has passed, then parks until the next call wakes it.
+//! though, costs about 2 % of a core in every pod for nothing.
 //!
-//! A call that asks for no more than the ticker already runs for costs one
-//! atomic load. To keep it that way under load, each extension adds
-//! [`AWAKE_SLACK`], so the shared value is written about once per slack
-//! period, not once per call.
+//! So every call holds a [`CallTicks`] from before guest code first runs
+//! until its instance goes back to the pool or is dropped: a count of calls
+//! in flight. The ticker parks only once that count has been zero for
+//! [`AWAKE_SLACK`] (so that a steady trickle of calls does not park and wake
+//! it each time), and the first call after that wakes it. Counting calls,
+//! rather than trusting their deadlines, keeps it ticking for a call that
+//! outlives its deadline: one whose thread was descheduled, or whose fiber
+//! was resumed late, still needs a tick to be stopped.
 //!
-//! [`BLOCKED_CALL_GRACE`]: super::plugin::BLOCKED_CALL_GRACE
+//! The count is kept in one slot per thread, each on its own cache line,
+//! so a call writes a line that no other thread is writing.
 
+use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -27,31 +29,52 @@ use wasmtime::Engine;
 /// How often the epoch advances; hook deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// How much longer than asked the ticker keeps running when a call extends
-/// it.
+/// How long the ticker keeps running after the last call ended.
 pub const AWAKE_SLACK: Duration = Duration::from_secs(1);
+
+/// Slots of the in-flight count; threads share a slot only past this many.
+const SLOTS: usize = 64;
+
+/// One slot of the in-flight count, alone on its cache line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Slot(AtomicUsize);
 
 /// What calls and the ticker thread share.
 struct Shared {
-    /// Nanoseconds from `base` until which the epoch must advance.
-    awake_until: AtomicU64,
+    in_flight: [Slot; SLOTS],
     /// The ticker thread is parked (or about to park) and must be woken.
     asleep: AtomicBool,
     stop: AtomicBool,
     /// Ticks so far.
     ticks: AtomicU64,
-    base: Instant,
-    /// [`AWAKE_SLACK`] (or a test's), in nanoseconds.
-    slack_nanos: u64,
+    slack: Duration,
 }
 
 impl Shared {
-    fn nanos_at(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.base)
-            .as_nanos()
-            .try_into()
-            .unwrap_or(u64::MAX)
+    fn calls_in_flight(&self) -> bool {
+        self.in_flight
+            .iter()
+            .any(|slot| slot.0.load(Ordering::SeqCst) > 0)
     }
+}
+
+thread_local! {
+    /// This thread's slot of the in-flight count.
+    static SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Hands out slots to threads in turn.
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+fn this_threads_slot() -> usize {
+    SLOT.with(|slot| {
+        slot.get().unwrap_or_else(|| {
+            let index = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+            slot.set(Some(index));
+            index
+        })
+    })
 }
 
 /// The handle that calls use to keep the epoch advancing while they run.
@@ -62,22 +85,38 @@ pub struct TicksNeeded {
 }
 
 impl TicksNeeded {
-    /// Keeps the epoch advancing until at least `until`, waking the ticker
-    /// if it sleeps. Called before guest code runs.
-    pub fn until(&self, until: Instant) {
+    /// Counts a call as in flight until the returned guard is dropped,
+    /// waking the ticker if it sleeps. Taken before guest code runs.
+    pub fn call_started(&self) -> CallTicks {
+        let slot = this_threads_slot();
         let shared = &*self.shared;
-        let needed = shared.nanos_at(until);
-        if needed <= shared.awake_until.load(Ordering::Acquire) {
-            return;
-        }
-        let extended = needed.saturating_add(shared.slack_nanos);
-        shared.awake_until.fetch_max(extended, Ordering::SeqCst);
-        // Paired with the ticker's store of `asleep` and load of
-        // `awake_until` (both SeqCst): either it sees the new time and does
-        // not park, or this sees it asleep and wakes it.
+        shared.in_flight[slot].0.fetch_add(1, Ordering::SeqCst);
+        // Paired with the ticker's store of `asleep` and its reading of the
+        // count (all SeqCst): either it sees this call and does not park,
+        // or this sees it asleep and wakes it.
         if shared.asleep.load(Ordering::SeqCst) && shared.asleep.swap(false, Ordering::SeqCst) {
             self.thread.unpark();
         }
+        CallTicks {
+            shared: self.shared.clone(),
+            slot,
+        }
+    }
+}
+
+/// A call in flight, for the ticker; dropping it ends the call. It may be
+/// dropped on another thread than the one that took it (a call can move to
+/// the quarantine lane): it gives back the slot it took.
+pub struct CallTicks {
+    shared: Arc<Shared>,
+    slot: usize,
+}
+
+impl Drop for CallTicks {
+    fn drop(&mut self) {
+        self.shared.in_flight[self.slot]
+            .0
+            .fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -93,15 +132,14 @@ impl EpochTicker {
         Self::with_slack(engine, AWAKE_SLACK)
     }
 
-    /// Like [`EpochTicker::start`], running `slack` longer than asked.
+    /// Like [`EpochTicker::start`], running `slack` after the last call.
     pub fn with_slack(engine: &Engine, slack: Duration) -> Self {
         let shared = Arc::new(Shared {
-            awake_until: AtomicU64::new(0),
+            in_flight: std::array::from_fn(|_| Slot::default()),
             asleep: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
-            base: Instant::now(),
-            slack_nanos: slack.as_nanos().try_into().unwrap_or(u64::MAX),
+            slack,
         });
         // A weak engine would be nicer, but the engine outlives every store
         // anyway; the thread ends when the ticker is dropped.
@@ -131,20 +169,26 @@ impl EpochTicker {
     }
 }
 
-/// The ticker thread: tick while needed, park while not, until stopped.
+/// The ticker thread: tick while calls are in flight and for the slack
+/// after them, park otherwise, until stopped.
 fn tick(engine: &Engine, shared: &Shared) {
+    // Starts asleep: nothing can run before the first call.
+    let mut busy_until: Option<Instant> = None;
     while !shared.stop.load(Ordering::Relaxed) {
-        let now = shared.nanos_at(Instant::now());
-        if now >= shared.awake_until.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if shared.calls_in_flight() {
+            busy_until = Some(now + shared.slack);
+        } else if busy_until.is_none_or(|until| now >= until) {
             shared.asleep.store(true, Ordering::SeqCst);
-            // A call may have extended the time after the load above; it
-            // either shows here or has seen `asleep` and will unpark.
-            if now >= shared.awake_until.load(Ordering::SeqCst) {
+            // A call may have started after the look above; it either
+            // shows here or has seen `asleep` and will unpark.
+            if !shared.calls_in_flight() {
                 while shared.asleep.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
                     std::thread::park();
                 }
             }
             shared.asleep.store(false, Ordering::SeqCst);
+            busy_until = Some(Instant::now() + shared.slack);
             continue;
         }
         std::thread::sleep(EPOCH_TICK);
@@ -179,49 +223,43 @@ mod tests {
         done()
     }
 
-    #[test]
-    fn ticks_only_while_a_call_may_run() {
-        let engine = Engine::default();
-        let ticker = EpochTicker::with_slack(&engine, Duration::from_millis(20));
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(ticker.ticks(), 0, "asleep before any call");
-
-        // A call that may run for 300 ms wakes it at once.
-        let asked = Instant::now();
-        ticker.needed().until(asked + Duration::from_millis(300));
-        assert!(within(Duration::from_secs(5), || ticker.ticks() >= 3));
-
-        // It ticks through the call's time, then sleeps again.
-        assert!(
-            within(Duration::from_secs(5), || {
-                let before = ticker.ticks();
-                std::thread::sleep(Duration::from_millis(50));
-                ticker.ticks() == before
-            }),
-            "asleep again after the call's time"
-        );
-        assert!(
-            asked.elapsed() >= Duration::from_millis(300),
-            "ticked for the whole of the call's time"
-        );
-
-        // And wakes for the next call.
-        let before = ticker.ticks();
-        ticker
-            .needed()
-            .until(Instant::now() + Duration::from_millis(50));
-        assert!(within(Duration::from_secs(5), || ticker.ticks() > before));
+    fn asleep(ticker: &EpochTicker) -> bool {
+        ticker.needed.shared.asleep.load(Ordering::SeqCst)
     }
 
     #[test]
-    fn a_call_within_the_time_already_asked_for_changes_nothing() {
+    fn ticks_while_a_call_is_in_flight_however_long_and_sleeps_after() {
         let engine = Engine::default();
-        let ticker = EpochTicker::with_slack(&engine, Duration::from_secs(60));
+        let ticker = EpochTicker::with_slack(&engine, Duration::from_millis(20));
+        assert!(within(Duration::from_secs(5), || asleep(&ticker)));
+        assert_eq!(ticker.ticks(), 0, "asleep before any call");
+
+        // A call wakes it at once...
+        let call = ticker.needed().call_started();
+        assert!(within(Duration::from_secs(5), || ticker.ticks() >= 3));
+        // ...and it keeps ticking for as long as the call is in flight,
+        // well past the slack.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!asleep(&ticker), "awake while a call is in flight");
+        let before = ticker.ticks();
+        assert!(within(Duration::from_secs(5), || ticker.ticks() > before));
+
+        // Once it ends, the ticker sleeps after the slack.
+        drop(call);
+        assert!(within(Duration::from_secs(5), || asleep(&ticker)));
+        let parked_at = ticker.ticks();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(ticker.ticks(), parked_at, "no ticks while asleep");
+
+        // A call ended on another thread than it started on gives its
+        // slot back all the same.
         let needed = ticker.needed();
-        needed.until(Instant::now() + Duration::from_millis(10));
-        let asked = needed.shared.awake_until.load(Ordering::Relaxed);
-        needed.until(Instant::now() + Duration::from_millis(20));
-        assert_eq!(needed.shared.awake_until.load(Ordering::Relaxed), asked);
+        let call = std::thread::spawn(move || needed.call_started())
+            .join()
+            .unwrap();
+        assert!(within(Duration::from_secs(5), || !asleep(&ticker)));
+        drop(call);
+        assert!(within(Duration::from_secs(5), || asleep(&ticker)));
     }
 
     #[test]
