@@ -134,6 +134,8 @@ pub struct LimitsSection {
     /// Wasm stack per plugin call, in KiB (engine-wide: wasmtime has one
     /// stack limit per engine).
     pub plugin_stack_kb: Option<u64>,
+    /// Whether request paths are put in normal form (default true).
+    pub normalize_paths: Option<bool>,
     /// Whether runs of `/` in a request path become one (default true).
     pub merge_slashes: Option<bool>,
     /// Body limits for paths under a prefix.
@@ -191,6 +193,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Wasm stack per plugin call, in bytes.
     pub plugin_stack_bytes: usize,
+    /// Whether request paths are put in normal form (see `proxy::path`).
+    pub normalize_paths: bool,
     /// Whether runs of `/` in a request path become one (see
     /// `proxy::path`).
     pub merge_slashes: bool,
@@ -208,6 +212,7 @@ impl Default for Limits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             plugin_stack_bytes: (DEFAULT_PLUGIN_STACK_KB << 10) as usize,
+            normalize_paths: true,
             merge_slashes: true,
         }
     }
@@ -300,6 +305,7 @@ impl Limits {
                 64,
                 16 * 1024,
             )? << 10) as usize,
+            normalize_paths: file.normalize_paths.unwrap_or(defaults.normalize_paths),
             merge_slashes: file.merge_slashes.unwrap_or(defaults.merge_slashes),
         })
     }

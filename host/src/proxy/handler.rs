@@ -283,7 +283,9 @@ impl Proxy {
             return self.refuse(error, request_id.as_ref(), started);
         }
         headers::host_from_target(&mut parts);
-        normalize_path(&mut parts.uri, self.limits.merge_slashes);
+        if self.limits.normalize_paths {
+            normalize_path(&mut parts.uri, self.limits.merge_slashes);
+        }
         let limit = self.limits.body_limit_for(parts.uri.path());
         if declared_over(&parts.headers, limit) {
             drop(in_flight);

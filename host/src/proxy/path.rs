@@ -9,7 +9,8 @@
 //! merged too, as most application frameworks do, unless `[limits]
 //! merge_slashes = false` (for applications that carry URLs in paths). The
 //! query is left as it is. The application gets the normalised path, so it
-//! and the plugins see the same.
+//! and the plugins see the same; `[limits] normalize_paths = false` turns
+//! all of this off, for applications that check signatures over raw paths.
 
 use http::uri::PathAndQuery;
 

@@ -156,4 +156,17 @@ async fn a_plugin_that_refuses_a_path_is_not_passed_by_another_spelling_of_it() 
     let reply = get(&keeping.url("/fetch/http://example.com//x/./y")).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(upstream.seen()[1].target, "/fetch/http://example.com//x/y");
+
+    // normalize_paths = false passes paths as they came, for applications
+    // that check a signature over the raw path.
+    let raw = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("[limits]\nnormalize_paths = false")
+        .spawn()
+        .await;
+    let reply = get(&raw.url("/bucket//key/./%7Ea?X-Signature=1")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        upstream.seen()[2].target,
+        "/bucket//key/./%7Ea?X-Signature=1"
+    );
 }
