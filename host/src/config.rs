@@ -43,6 +43,60 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
+    /// [`Invalid`](Self::Invalid), placed: the value's line was found in
+    /// the file.
+    #[error("{path}:{line}: `{key}`: {message}\n    {line}| {text}")]
+    InvalidAt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the value.
+        line: usize,
+        /// The key.
+        key: String,
+        /// Why.
+        message: String,
+        /// The text of that line.
+        text: String,
+    },
+}
+
+impl ConfigError {
+    /// Adds the line to an [`Invalid`](Self::Invalid) error about the file
+    /// at `path`, whose text is `text`, if the key's value is written
+    /// there. Other errors (and one blamed on a flag or on the
+    /// environment) are returned as they are.
+    pub fn placed_in(self, path: &Path, text: &str) -> Self {
+        match self {
+            Self::Invalid {
+                path: blamed,
+                key,
+                message,
+            } if blamed == path => match crate::config_location::value_line(text, &key) {
+                Some(line) => Self::InvalidAt {
+                    path: blamed,
+                    line,
+                    key,
+                    message,
+                    text: line_text(text, line),
+                },
+                None => Self::Invalid {
+                    path: blamed,
+                    key,
+                    message,
+                },
+            },
+            other => other,
+        }
+    }
+}
+
+/// Line number `line` (1-based) of `text`, without its line break.
+fn line_text(text: &str, line: usize) -> String {
+    text.lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or("")
+        .trim_end()
+        .to_owned()
 }
 
 /// Parses TOML text into `T`, turning errors into [`ConfigError::Syntax`]
@@ -62,12 +116,7 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
             path: path.to_owned(),
             line,
             message: error.message().trim().to_owned(),
-            text: text
-                .lines()
-                .nth(line - 1)
-                .unwrap_or("")
-                .trim_end()
-                .to_owned(),
+            text: line_text(text, line),
         }
     })
 }
@@ -246,10 +295,10 @@ impl Limits {
                 .map(Duration::from_millis)
         };
         let mut routes = Vec::with_capacity(file.route.len());
-        for route in file.route {
+        for (index, route) in file.route.into_iter().enumerate() {
             if !route.prefix.starts_with('/') {
                 return Err(invalid(
-                    "route.prefix",
+                    &format!("route[{index}].prefix"),
                     format!("{:?} must start with /", route.prefix),
                 ));
             }
@@ -449,7 +498,7 @@ impl Config {
     pub fn from_text(path: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
         let file: FileConfig = parse_toml(path, text)?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
-        Self::resolve(file, &base, path, overrides)
+        Self::resolve(file, &base, path, overrides).map_err(|error| error.placed_in(path, text))
     }
 
     fn resolve(
@@ -538,11 +587,9 @@ mod tests {
     use super::*;
 
     fn load_text(text: &str) -> Result<Config, ConfigError> {
-        let file = parse_toml(Path::new("tandem.toml"), text)?;
-        Config::resolve(
-            file,
-            Path::new("/etc/tandem"),
-            Path::new("tandem.toml"),
+        Config::from_text(
+            Path::new("/etc/tandem/tandem.toml"),
+            text,
             &Overrides::default(),
         )
     }
@@ -634,6 +681,56 @@ mod tests {
             error.contains(":3:") && error.contains("max_conections"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_value_out_of_range_is_named_with_its_line() {
+        let error = load_text(
+            "upstream = \"127.0.0.1:3000\"\n\n[limits]\n# headers\nmax_request_header_bytes = 100\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with(
+                "/etc/tandem/tandem.toml:5: `limits.max_request_header_bytes`: must be"
+            ),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("5| max_request_header_bytes = 100"),
+            "{error}"
+        );
+        let error = load_text(
+            "upstream = \"127.0.0.1:3000\"\n[[limits.route]]\nprefix = \"/a\"\n\
+             max_request_body_bytes = 1\n[[limits.route]]\nprefix = \"b\"\n\
+             max_request_body_bytes = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("tandem.toml:6: `limits.route[1].prefix`"),
+            "{error}"
+        );
+        let error = load_text("upstream = \"http://app:80/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("tandem.toml:1: `upstream`"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_value_from_the_command_line_is_not_placed_in_the_file() {
+        let overrides = Overrides {
+            workers: Some(0),
+            ..Overrides::default()
+        };
+        let error = Config::from_text(
+            Path::new("/etc/tandem/tandem.toml"),
+            "upstream = \"127.0.0.1:3000\"\nworkers = 2\n",
+            &overrides,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("--workers"), "{error}");
     }
 
     #[test]

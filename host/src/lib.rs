@@ -10,6 +10,7 @@ pub mod chain;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod config_location;
 pub mod http_client;
 pub mod listener;
 pub mod metrics;

@@ -146,6 +146,10 @@ impl PluginSettings {
     /// [`load`](Self::load).
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let file: SettingsFile = parse_toml(path, text)?;
+        Self::resolve(path, file).map_err(|error| error.placed_in(path, text))
+    }
+
+    fn resolve(path: &Path, file: SettingsFile) -> Result<Self, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             key: key.into(),
@@ -262,21 +266,22 @@ impl PluginSettings {
     /// defaults otherwise.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let settings = Self::parse(path, &text)?;
-                let values = settings
-                    .files
-                    .iter()
-                    .map(|file| match files::read(&file.path) {
-                        Ok(text) => Ok(files::FileValue {
-                            file: file.clone(),
-                            text,
-                        }),
-                        Err(reason) => Err(files::error(path, file, &reason)),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                settings.with_file_values(path, &values)
-            }
+            Ok(text) => Self::parse(path, &text)
+                .and_then(|settings| {
+                    let values = settings
+                        .files
+                        .iter()
+                        .map(|file| match files::read(&file.path) {
+                            Ok(text) => Ok(files::FileValue {
+                                file: file.clone(),
+                                text,
+                            }),
+                            Err(reason) => Err(files::error(path, file, &reason)),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    settings.with_file_values(path, &values)
+                })
+                .map_err(|error| error.placed_in(path, &text)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Read {
                 path: path.to_owned(),
@@ -340,6 +345,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(key), "{text}: {error}");
+            assert!(error.starts_with("x.toml:1: "), "the line: {error}");
         }
     }
 
@@ -368,7 +374,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("auth.toml") && error.contains("jwt.jwks") && error.contains("inline"),
+            error.contains("auth.toml:2: ")
+                && error.contains("jwt.jwks")
+                && error.contains("inline"),
             "{error}"
         );
 
@@ -377,7 +385,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("jwt.jwks")
+            error.contains("auth.toml:2: `files.\"jwt.jwks\"`")
                 && error.contains(&dir.path().join("gone.json").display().to_string())
                 && error.contains("no such file"),
             "{error}"

@@ -13,9 +13,13 @@ use crate::support::eventually;
 use crate::support::tandem::TandemBuilder;
 use crate::support::upstream::Upstream;
 
+/// The plugin's settings. Its deadline is generous: on a busy two-core
+/// machine a worker thread can be descheduled for longer than the default
+/// 100 ms, and a timeout in any hook would count as one more failure than
+/// the traps the tests count.
 fn settings(failure: &str) -> String {
     format!(
-        "failure = \"{failure}\"\ntrip_after = 3\ntrip_cooldown_ms = 1500\n\
+        "failure = \"{failure}\"\ntrip_after = 3\ntrip_cooldown_ms = 1500\nhook_timeout_ms = 10000\n\
          [config]\nmisbehave = \"trap\"\nhook = \"on-request\"\nprefix = \"/bad\"\n"
     )
 }
