@@ -135,6 +135,9 @@ pub struct FileConfig {
     pub upstream_timeout_ms: Option<u64>,
     /// Milliseconds that in-flight requests get to finish on shutdown.
     pub shutdown_grace_ms: Option<u64>,
+    /// Milliseconds between the shutdown signal and the drain, during which
+    /// `/readyz` says 503 while new connections are still served.
+    pub shutdown_delay_ms: Option<u64>,
     /// Proxy worker threads (one per core when omitted).
     pub workers: Option<u32>,
     /// Plugins.
@@ -373,6 +376,11 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Time in-flight requests get on shutdown.
     pub shutdown_grace: Duration,
+    /// Time between the shutdown signal and the drain: `/readyz` already
+    /// answers 503, and new connections are still accepted and served, so
+    /// that a load balancer (a Kubernetes Service) that has not yet seen
+    /// the pod go unready sends no request to a closed port.
+    pub shutdown_delay: Duration,
     /// Proxy worker threads, each with its own event loop.
     pub workers: usize,
     /// Where plugins live.
@@ -424,6 +432,8 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Most proxy worker threads.
 pub const MAX_WORKERS: u32 = 256;
+/// Longest shutdown delay, in milliseconds.
+pub const MAX_SHUTDOWN_DELAY_MS: u64 = 600_000;
 
 /// One proxy worker per core the process may use.
 fn default_workers() -> usize {
@@ -547,6 +557,17 @@ impl Config {
                 });
             }
         };
+        let shutdown_delay = match file.shutdown_delay_ms {
+            None => Duration::ZERO,
+            Some(ms @ 0..=MAX_SHUTDOWN_DELAY_MS) => Duration::from_millis(ms),
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    path: shown.to_owned(),
+                    key: "shutdown_delay_ms".into(),
+                    message: format!("must be 0 to {MAX_SHUTDOWN_DELAY_MS}"),
+                });
+            }
+        };
         Ok(Self {
             listen: overrides
                 .listen
@@ -571,6 +592,7 @@ impl Config {
                 .shutdown_grace_ms
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            shutdown_delay,
             workers,
             plugin_dir,
             cache_dir,
@@ -709,6 +731,13 @@ mod tests {
         .to_string();
         assert!(
             error.contains("tandem.toml:6: `limits.route[1].prefix`"),
+            "{error}"
+        );
+        let error = load_text("upstream = \"127.0.0.1:3000\"\nshutdown_delay_ms = 600001\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("tandem.toml:2: `shutdown_delay_ms`: must be 0 to 600000"),
             "{error}"
         );
         let error = load_text("upstream = \"http://app:80/x\"\n")

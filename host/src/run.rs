@@ -1,12 +1,12 @@
 //! `tandem run`, as a checklist: build, bind, announce, serve, drain, flush
 //! the records.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::app::App;
 use crate::config::Config;
@@ -16,25 +16,54 @@ use crate::proxy::{Proxy, server};
 /// How often expired shared-state entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Listens for SIGTERM and SIGINT from now on: the handlers are installed
-/// when this is called, not when the returned future is first polled, so a
-/// signal that arrives while Tandem is still starting is not lost (nor does
-/// it kill the process with the default action).
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    Ok(async move {
+/// SIGTERM and SIGINT, listened for from [`install`](Self::install) on:
+/// a signal that arrives while Tandem is still starting is not lost (nor
+/// does it kill the process with the default action).
+struct ShutdownSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
+    }
+
+    /// Resolves at the next signal.
+    async fn next(&mut self) {
         tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
         }
-    })
+    }
+
+    /// Resolves when shutdown begins, after the first signal and the
+    /// configured delay, which a second signal cuts short. `/readyz`
+    /// answers 503 from the first signal on.
+    async fn shutdown(mut self, app: &App) {
+        self.next().await;
+        app.begin_draining();
+        let delay = app.config.shutdown_delay;
+        if delay.is_zero() {
+            return;
+        }
+        tracing::info!(
+            ?delay,
+            "unready; still serving new connections for shutdown_delay_ms before draining (a second signal drains now)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.next() => tracing::info!("second signal: draining now"),
+        }
+    }
 }
 
 /// Runs Tandem until a shutdown signal, then drains.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal()?;
+    let signals = ShutdownSignals::install()?;
     let app = Arc::new(App::start(config).await.context("loading plugins")?);
     let listener = TcpListener::bind(app.config.listen)
         .await
@@ -102,11 +131,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.shutdown_grace,
         app.runtime.call_stack_bytes,
     )?;
-    let draining = async {
-        shutdown.await;
-        app.begin_draining();
-    };
-    let drained = workers.serve_until(draining).await;
+    let drained = workers.serve_until(signals.shutdown(&app)).await;
     admin.abort();
     if let Some(app_logs) = app_logs {
         app_logs.abort();

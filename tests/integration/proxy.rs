@@ -225,6 +225,49 @@ async fn a_get_whose_pooled_connection_closes_under_it_goes_again_and_a_post_get
     );
 }
 
+/// With `shutdown_delay_ms`, the first SIGTERM makes `/readyz` answer 503
+/// while new connections are still accepted and served (a load balancer
+/// that has not yet seen the pod go unready still sends some); a second
+/// signal cuts the delay short, and Tandem drains and exits.
+#[tokio::test]
+async fn the_shutdown_delay_serves_while_unready_until_a_second_signal() {
+    let upstream = Upstream::start().await;
+    let mut tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("shutdown_delay_ms = 600000")
+        .spawn()
+        .await;
+    tandem.terminate();
+    let unready = eventually(Duration::from_secs(5), async || {
+        get(&tandem.admin_url("/readyz")).await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(unready, "/readyz is 503 from the first signal on");
+    for attempt in 0..3 {
+        // Each on a new connection, a while apart.
+        let path = format!("/after-signal/{attempt}");
+        let reply = get(&tandem.url(&path)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(upstream.seen_at(&path).len(), 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        tandem.logs().contains("still serving new connections"),
+        "{}",
+        tandem.logs()
+    );
+    tandem.terminate();
+    let status = tandem.wait(Duration::from_secs(10)).await;
+    assert!(
+        status.success(),
+        "clean exit after the second signal: {status:?}"
+    );
+    assert!(tandem.logs().contains("second signal: draining now"));
+    assert!(
+        TcpStream::connect(tandem.proxy).await.is_err(),
+        "no longer accepting"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_request_then_exits() {
     let upstream = Upstream::start().await;

@@ -19,7 +19,7 @@ fn cache(dir: Option<&Path>) -> String {
 
 /// The keys whose configured value differs from the running one.
 pub fn restart_required(running: &Config, configured: &Config) -> Vec<RestartRequired> {
-    let pairs: [(&'static str, String, String); 8] = [
+    let pairs: [(&'static str, String, String); 9] = [
         (
             "listen",
             running.listen.to_string(),
@@ -44,6 +44,11 @@ pub fn restart_required(running: &Config, configured: &Config) -> Vec<RestartReq
             "shutdown_grace_ms",
             millis(running.shutdown_grace),
             millis(configured.shutdown_grace),
+        ),
+        (
+            "shutdown_delay_ms",
+            millis(running.shutdown_delay),
+            millis(configured.shutdown_delay),
         ),
         (
             "workers",
