@@ -715,3 +715,72 @@ fn bad_records_config_is_refused_with_the_key() {
         assert!(output.contains(key), "{records}: {output}");
     }
 }
+
+/// A request whose client hangs up while the upstream is still working is
+/// logged as 499 (nginx's "client closed request"), not lost.
+#[tokio::test]
+async fn a_request_the_client_abandons_is_logged_as_499() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin("access-log", "access-log", "")
+        .spawn()
+        .await;
+    let mut client = tokio::net::TcpStream::connect(tandem.proxy).await.unwrap();
+    client
+        .write_all(b"GET /slow?ms=4000 HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let reached = eventually(WAIT, async || !upstream.seen_at("/slow?ms=4000").is_empty()).await;
+    assert!(reached, "the request reached the upstream");
+    drop(client);
+    let records = wait_for_stdout_records(&tandem, 1).await;
+    let record = &records[0];
+    assert_eq!(record["path"], "/slow", "{record}");
+    assert_eq!(record["status"], 499, "{record}");
+    assert_eq!(record["response_bytes"], 0, "{record}");
+    assert_eq!(
+        record["error"], "the client went away before the upstream answered",
+        "{record}"
+    );
+    assert_eq!(
+        metric(&tandem, "tandem_requests_total{class=\"4xx\"}").await,
+        Some(1.0)
+    );
+}
+
+/// A request still waiting for the upstream when the shutdown grace runs
+/// out is cut, and its record still reaches the sink before Tandem exits.
+#[tokio::test]
+async fn a_request_cut_at_the_end_of_the_grace_is_still_logged() {
+    let upstream = Upstream::start().await;
+    let mut tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("shutdown_grace_ms = 300")
+        .plugin("access-log", "access-log", "")
+        .spawn()
+        .await;
+    let url = tandem.url("/slow?ms=20000");
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    let reached = eventually(WAIT, async || {
+        !upstream.seen_at("/slow?ms=20000").is_empty()
+    })
+    .await;
+    assert!(reached, "the request reached the upstream");
+    tandem.terminate();
+    let status = tandem.wait(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(tandem.logs().contains("drained=false"), "{}", tandem.logs());
+    let _ = in_flight.await;
+    let records = stdout_records(&tandem);
+    assert_eq!(records.len(), 1, "{records:#?}\n{}", tandem.logs());
+    assert_eq!(records[0]["status"], 499);
+    assert_eq!(
+        records[0]["error"],
+        "cut at the end of the shutdown grace before the upstream answered"
+    );
+    assert!(
+        tandem.logs().contains("records_lost=0"),
+        "{}",
+        tandem.logs()
+    );
+}

@@ -24,6 +24,7 @@ use super::connection::RequestGuard;
 use super::errors::ProxyError;
 use super::headers::{self, ClientAddress, Framing};
 use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
+use super::log_phase::{AbandonWatch, LogCalls, LogJob, micros};
 use super::path;
 use super::server::ConnectionHold;
 use super::upgrade;
@@ -46,6 +47,7 @@ pub struct Proxy {
     upstream_timeout: Duration,
     metrics: Arc<Metrics>,
     limits: Limits,
+    log_calls: Arc<LogCalls>,
 }
 
 /// A request body on its way upstream: the client's, or none for a
@@ -73,13 +75,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight().dec();
     }
-}
-
-/// What the log phase needs once the response body is done.
-struct LogJob {
-    chain: Arc<Chain>,
-    request: RequestHead,
-    response: ResponseHead,
 }
 
 /// Facts gathered along the way, reported when the exchange finishes.
@@ -115,7 +110,7 @@ impl Completion for ExchangeDone {
         if !complete && error.is_none() {
             error = Some("response body not sent in full".into());
         }
-        let exchange = Exchange {
+        job.start(Exchange {
             status: self.status.as_u16(),
             request_bytes: self.request_bytes.load(Ordering::Relaxed),
             response_bytes: sent,
@@ -123,15 +118,7 @@ impl Completion for ExchangeDone {
             upstream_duration_us: self.trail.upstream_duration.map(micros),
             responded_by: self.trail.responded_by,
             error,
-        };
-        // The log phase must not hold up the connection that finished.
-        let run = async move { job.chain.on_log(job.request, job.response, &exchange).await };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(run);
-            }
-            Err(_) => tracing::warn!("no runtime to run on-log on; record dropped"),
-        }
+        });
     }
 }
 
@@ -141,10 +128,6 @@ const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_IDLE_UPSTREAM_CONNECTIONS: usize = 1024;
 
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-
-fn micros(duration: Duration) -> u64 {
-    duration.as_micros().try_into().unwrap_or(u64::MAX)
-}
 
 /// A copy of a request head for the later phases (the original goes
 /// upstream). Extensions are connection plumbing and are not copied.
@@ -200,6 +183,7 @@ impl Proxy {
             upstream_timeout,
             metrics,
             limits: Limits::default(),
+            log_calls: Arc::default(),
         }
     }
 
@@ -232,6 +216,11 @@ impl Proxy {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// This worker's `on-log` calls in progress.
+    pub fn log_calls(&self) -> &Arc<LogCalls> {
+        &self.log_calls
     }
 
     /// Answers with `error` before the chain runs, counting the request.
@@ -329,6 +318,14 @@ impl Proxy {
         let (kept_request, response, reached) = match verdict {
             RequestVerdict::Forward => {
                 let kept = keep_request.then(|| copy_request_head(&head));
+                let watch = AbandonWatch::new(
+                    kept,
+                    &chain,
+                    &self.log_calls,
+                    &self.metrics,
+                    started,
+                    &request_bytes,
+                );
                 let asked = upgrade.clone();
                 let forwarded = self
                     .forward(head, client, body, upgrade, &request_bytes)
@@ -372,7 +369,7 @@ impl Proxy {
                         error.to_response(request_id.as_ref())
                     }
                 };
-                (kept, response, chain.plugins().len())
+                (watch.disarm(), response, chain.plugins().len())
             }
             RequestVerdict::Reply { by, reply } => {
                 trail.responded_by = Some(chain.name(by).to_owned());
@@ -435,6 +432,7 @@ impl Proxy {
                 chain: chain.clone(),
                 request,
                 response: copy_response_head(&parts),
+                calls: self.log_calls.clone(),
             }),
             _ => None,
         };

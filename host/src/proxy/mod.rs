@@ -7,6 +7,7 @@ pub mod errors;
 pub mod handler;
 pub mod headers;
 pub mod limits;
+pub mod log_phase;
 pub mod path;
 pub mod protocol;
 pub mod server;

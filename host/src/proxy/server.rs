@@ -68,6 +68,16 @@ impl HttpSettings {
 pub struct ConnectionHold {
     _slot: Slot,
     _open: OpenConnection,
+    phase: watch::Receiver<Phase>,
+}
+
+impl ConnectionHold {
+    /// Resolves when the worker cuts its last connections at the end of
+    /// the shutdown grace.
+    pub async fn cut(&self) {
+        let mut phase = self.phase.clone();
+        let _ = phase.wait_for(|phase| *phase == Phase::Cut).await;
+    }
 }
 
 /// Counts a connection as open until dropped.
@@ -93,11 +103,12 @@ async fn serve_connection(
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     slot: Slot,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Phase>,
 ) {
     let hold = Arc::new(ConnectionHold {
         _slot: slot,
         _open: OpenConnection::new(&proxy),
+        phase: stop.clone(),
     });
     let limits = proxy.limits().clone();
     let activity = Arc::new(Activity::default());
@@ -133,7 +144,7 @@ async fn serve_connection(
             tracing::debug!(%peer, reason = reason.name(), "closing a quiet connection");
             return;
         }
-        _ = stop.wait_for(|stop| *stop) => return,
+        _ = stop.wait_for(|phase| *phase != Phase::Serving) => return,
     };
     let io = TokioIo::new(stream);
     let watch = Watch {
@@ -165,7 +176,7 @@ struct Watch<'a> {
     limits: &'a Limits,
     proxy: &'a Proxy,
     peer: SocketAddr,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Phase>,
 }
 
 impl Watch<'_> {
@@ -189,18 +200,41 @@ impl Watch<'_> {
                 tracing::debug!(%peer, reason = reason.name(), "closing a quiet connection");
                 false
             }
-            _ = self.stop.wait_for(|stop| *stop) => true,
+            _ = self.stop.wait_for(|phase| *phase != Phase::Serving) => true,
         };
         graceful_shutdown(connection.as_mut());
         if draining {
-            // Shutdown: in-flight requests finish (the caller bounds the wait).
-            let _ = connection.await;
+            // Shutdown: in-flight requests finish, until the grace is over
+            // and the worker cuts what is left. Dropping the connection
+            // drops its requests, which are still logged (as 499).
+            tokio::select! {
+                _ = connection => {}
+                _ = self.stop.wait_for(|phase| *phase == Phase::Cut) => {
+                    tracing::debug!(%peer, "cut at the end of the shutdown grace");
+                }
+            }
         } else {
             // Nothing is in flight: a client that does not close is cut off.
             let _ = tokio::time::timeout(QUIET_CLOSE_GRACE, connection).await;
         }
     }
 }
+
+/// Where a worker's connections are in shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Serving as usual.
+    Serving,
+    /// Finishing what is in flight, taking no new request.
+    Draining,
+    /// The grace is over: end now.
+    Cut,
+}
+
+/// How long cut connections get to end.
+const CUT_SETTLE: Duration = Duration::from_secs(1);
+/// How long shutdown waits for on-log calls still running.
+const LOG_SETTLE: Duration = Duration::from_secs(2);
 
 /// The connection slots of the whole process: `[limits] max_connections`,
 /// shared by every worker.
@@ -231,7 +265,7 @@ pub async fn serve(
     // not for other workers'. Never the tighter bound: each connection
     // holds a process-wide slot too.
     let mine = Arc::new(Semaphore::new(limits.max_connections as usize));
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopped) = watch::channel(Phase::Serving);
     tokio::pin!(shutdown);
     loop {
         // Wait for a free slot before accepting, so that excess connections
@@ -272,14 +306,24 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!(grace = ?grace, "draining in-flight requests");
-    let _ = stop.send(true);
+    let _ = stop.send(Phase::Draining);
     // Every connection holds a slot until it ends.
     let all = limits.max_connections;
-    tokio::select! {
-        _ = mine.acquire_many(all) => true,
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!("grace period over; closing the remaining connections");
-            false
-        }
+    let drained = tokio::time::timeout(grace, mine.acquire_many(all))
+        .await
+        .is_ok();
+    if !drained {
+        tracing::warn!("grace period over; cutting the remaining connections");
+        proxy.log_calls().cut_remaining();
+        let _ = stop.send(Phase::Cut);
+        // Cutting is dropping, which takes one turn of each connection's
+        // (and each tunnel's) task.
+        let _ = tokio::time::timeout(CUT_SETTLE, mine.acquire_many(all)).await;
     }
+    // The last requests' on-log calls (those just cut among them) write
+    // their records before the caller flushes the records.
+    if !proxy.log_calls().settled(LOG_SETTLE).await {
+        tracing::warn!(limit = ?LOG_SETTLE, "on-log calls still running at shutdown");
+    }
+    drained
 }

@@ -13,7 +13,6 @@ use super::server::ConnectionHold;
 /// (its slot and its place in the gauge) lasts as long as the tunnel.
 pub fn splice(client: OnUpgrade, upstream: OnUpgrade, hold: Option<Arc<ConnectionHold>>) {
     tokio::spawn(async move {
-        let _hold = hold;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(error) => {
@@ -23,8 +22,21 @@ pub fn splice(client: OnUpgrade, upstream: OnUpgrade, hold: Option<Arc<Connectio
         };
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
-        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!(%error, "upgraded connection ended");
+        let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        // The tunnel (holding the connection's slot through `hold`) ends
+        // at the end of the shutdown grace, with the connections it
+        // outlived.
+        let cut = async {
+            match &hold {
+                Some(hold) => hold.cut().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = copied => if let Err(error) = result {
+                tracing::debug!(%error, "upgraded connection ended");
+            },
+            () = cut => tracing::debug!("tunnel cut at the end of the shutdown grace"),
         }
     });
 }
