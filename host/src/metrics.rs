@@ -118,6 +118,9 @@ struct PluginMetric {
     series_limit: usize,
     /// Hashes of the label values seen; a collision only undercounts.
     series: Mutex<HashSet<u64>>,
+    /// Other plugins that have used it (their series add up with the
+    /// owner's), each warned about once.
+    sharers: Mutex<HashSet<String>>,
 }
 
 impl PluginMetric {
@@ -130,6 +133,26 @@ impl PluginMetric {
             PluginCollector::Counter(..) => MetricKind::Counter,
             PluginCollector::Gauge(..) => MetricKind::Gauge,
             PluginCollector::Histogram(..) => MetricKind::Histogram,
+        }
+    }
+
+    /// Notes that `plugin`, if it is not the owner, uses this metric too.
+    /// Sharing is allowed (a metric is a name on `/metrics`, and kind and
+    /// labels agree), but it is seldom meant: two copies of one plugin
+    /// under two names, say, whose counts would silently add up.
+    fn note_user(&self, name: &str, plugin: &str) {
+        if *self.owner == *plugin {
+            return;
+        }
+        let mut sharers = self.sharers.lock().unwrap_or_else(|p| p.into_inner());
+        if !sharers.contains(plugin) {
+            sharers.insert(plugin.to_owned());
+            tracing::warn!(
+                metric = name,
+                owner = &*self.owner,
+                plugin,
+                "two plugins use one metric, so their series add up; if that is not meant, give one of them other metric names (a namespace setting, if the plugin has one)"
+            );
         }
     }
 
@@ -558,6 +581,7 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = defined.get(name) {
             if existing.kind() == kind && existing.label_names() == label_names {
+                existing.note_user(name, owner.plugin);
                 return Ok(());
             }
             return Err(format!(
@@ -583,6 +607,7 @@ impl Metrics {
                 owner: owner.plugin.into(),
                 series_limit: owner.series_limit,
                 series: Mutex::default(),
+                sharers: Mutex::default(),
             },
         );
         Ok(())
@@ -668,6 +693,7 @@ impl Metrics {
         if metric.kind() != update.kind() {
             return Err(format!("metric {name:?} is a {:?}", metric.kind()));
         }
+        metric.note_user(name, owner.plugin);
         let values = ordered_values(metric.label_names(), labels)
             .ok_or_else(|| format!("metric {name:?} has labels {:?}", metric.label_names()))?;
         if !metric.admit_series(self.series_hasher.hash_one(&values)) {

@@ -135,3 +135,50 @@ async fn without_address_space_for_the_pool_instances_are_allocated_on_demand() 
         assert_eq!(reply.header("x-chain-response"), Some("p"));
     }
 }
+
+/// Two plugins that count into one metric (here two copies of deny-path
+/// under two names) add up, as a metric is just a name on `/metrics`; that
+/// is seldom meant, so it is logged, naming both.
+#[tokio::test]
+async fn two_plugins_sharing_a_metric_are_warned_about() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .plugin(
+            "deny-admin",
+            "deny-path",
+            "order = 5\n[config]\nprefixes = [\"/admin\"]\n",
+        )
+        .plugin(
+            "deny-internal",
+            "deny-path",
+            "order = 6\n[config]\nprefixes = [\"/internal\"]\n",
+        )
+        .spawn()
+        .await;
+    for path in ["/admin/x", "/internal/y"] {
+        assert_eq!(
+            get(&tandem.url(path)).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    for prefix in ["/admin", "/internal"] {
+        let line = format!("deny_path_rejections_total{{prefix=\"{prefix}\"}} 1");
+        assert!(metrics.contains(&line), "{line}:\n{metrics}");
+    }
+    let warnings: Vec<String> = tandem
+        .logs()
+        .lines()
+        .filter(|line| line.contains("two plugins use one metric"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warnings.len(), 1, "warned once: {warnings:?}");
+    let warning = &warnings[0];
+    assert!(
+        warning.contains("deny_path_rejections_total")
+            && warning.contains("deny-admin")
+            && warning.contains("deny-internal"),
+        "{warning}"
+    );
+}
