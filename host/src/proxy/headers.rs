@@ -48,11 +48,11 @@ fn lists(value: &HeaderValue, token: &str) -> bool {
         .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-/// The protocol a client asks to switch to, if this is an HTTP/1.1 upgrade
-/// request (`Connection: upgrade` with an `Upgrade` header). An upgrade to
-/// `h2c` is not passed on (the request goes as a plain one): the HTTP/2
-/// inside the tunnel would reach the upstream without passing the plugins,
-/// and RFC 9113 has deprecated that upgrade anyway.
+/// The protocols a client asks to switch to, if this is an HTTP/1.1
+/// upgrade request (`Connection: upgrade` with an `Upgrade` header). `h2c`
+/// is taken out of the list, and a request that asks only for it goes as a
+/// plain one: the HTTP/2 inside the tunnel would reach the upstream without
+/// passing the plugins, and RFC 9113 has deprecated that upgrade anyway.
 pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     if version != Version::HTTP_11 {
         return None;
@@ -61,9 +61,21 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
         .get_all(CONNECTION)
         .iter()
         .any(|value| lists(value, "upgrade"));
-    asks.then(|| headers.get(UPGRADE).cloned())
-        .flatten()
-        .filter(|protocols| !lists(protocols, "h2c"))
+    let protocols = headers.get(UPGRADE).filter(|_| asks)?;
+    if !lists(protocols, "h2c") {
+        return Some(protocols.clone());
+    }
+    let others: Vec<&str> = protocols
+        .to_str()
+        .ok()?
+        .split(',')
+        .map(str::trim)
+        .filter(|protocol| !protocol.is_empty() && !protocol.eq_ignore_ascii_case("h2c"))
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&others.join(", ")).ok()
 }
 
 /// True if a `101 Switching Protocols` whose headers are `response` agrees
@@ -502,8 +514,19 @@ mod tests {
         let asked = requested_upgrade(Version::HTTP_11, &headers);
         assert_eq!(asked.as_ref().unwrap(), "websocket");
         assert_eq!(requested_upgrade(Version::HTTP_10, &headers), None);
-        headers.insert(UPGRADE, HeaderValue::from_static("foo, H2C"));
+        headers.insert(UPGRADE, HeaderValue::from_static(" H2C "));
         assert_eq!(requested_upgrade(Version::HTTP_11, &headers), None);
+        // Another protocol asked for beside h2c still goes, alone.
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket, H2C"));
+        assert_eq!(
+            requested_upgrade(Version::HTTP_11, &headers).unwrap(),
+            "websocket"
+        );
+        headers.insert(UPGRADE, HeaderValue::from_static("h2c, foo/2, websocket"));
+        assert_eq!(
+            requested_upgrade(Version::HTTP_11, &headers).unwrap(),
+            "foo/2, websocket"
+        );
 
         let mut response = HeaderMap::new();
         assert!(!switch_was_asked_for(asked.as_ref(), &response));
