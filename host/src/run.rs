@@ -43,7 +43,7 @@ impl ShutdownSignals {
     /// Resolves when shutdown begins, after the first signal and the
     /// configured delay, which a second signal cuts short. `/readyz`
     /// answers 503 from the first signal on.
-    async fn shutdown(mut self, app: &App) {
+    async fn shutdown(&mut self, app: &App) {
         self.next().await;
         app.begin_draining();
         let delay = app.config.shutdown_delay;
@@ -131,7 +131,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.shutdown_grace,
         app.runtime.call_stack_bytes,
     )?;
-    let drained = workers.serve_until(signals.shutdown(&app)).await;
+    // Signals: the first begins the shutdown (after the delay, which a
+    // second ends); one during the drain cuts what is left at once.
+    let (begun, beginning) = tokio::sync::oneshot::channel::<()>();
+    let cut_early = workers.cut_early();
+    let signalled = app.clone();
+    let mut signals = signals;
+    let listening = tokio::spawn(async move {
+        signals.shutdown(&signalled).await;
+        let _ = begun.send(());
+        signals.next().await;
+        tracing::warn!("another signal while draining: cutting the remaining requests now");
+        cut_early.cut();
+    });
+    let drained = workers
+        .serve_until(async {
+            let _ = beginning.await;
+        })
+        .await;
+    listening.abort();
     admin.abort();
     if let Some(app_logs) = app_logs {
         app_logs.abort();

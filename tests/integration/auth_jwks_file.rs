@@ -122,9 +122,10 @@ async fn a_jwks_file_replaced_by_rename_rotates_the_keys_and_a_broken_one_keeps_
 
     std::fs::remove_file(&jwks).unwrap();
     let shown = eventually(SHOWS_WITHIN, async || {
+        // Named with the line of the `[files]` entry (line 3).
         auth_entry(&tandem).await["load_error"]
             .as_str()
-            .is_some_and(|e| e.contains("no such file"))
+            .is_some_and(|e| e.contains("no such file") && e.contains("auth.toml:3: "))
     })
     .await;
     assert!(

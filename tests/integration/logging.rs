@@ -749,10 +749,14 @@ async fn a_request_the_client_abandons_is_logged_as_499() {
     );
 }
 
-/// A request still waiting for the upstream when the shutdown grace runs
-/// out is cut, and its record still reaches the sink before Tandem exits.
+/// Requests still waiting for the upstream when the shutdown grace runs
+/// out, over HTTP/1.1 and over HTTP/2 (whose streams run in tasks of their
+/// own), are cut, and their records still reach the sink before Tandem
+/// exits.
 #[tokio::test]
-async fn a_request_cut_at_the_end_of_the_grace_is_still_logged() {
+async fn requests_cut_at_the_end_of_the_grace_are_still_logged() {
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     let upstream = Upstream::start().await;
     let mut tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
         .config("shutdown_grace_ms = 300")
@@ -760,24 +764,41 @@ async fn a_request_cut_at_the_end_of_the_grace_is_still_logged() {
         .spawn()
         .await;
     let url = tandem.url("/slow?ms=20000");
-    let in_flight = tokio::spawn(async move { get(&url).await });
+    let over_http1 = tokio::spawn(async move { get(&url).await });
+    let stream = tokio::net::TcpStream::connect(tandem.proxy).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/slow?ms=20001", tandem.proxy))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let over_http2 = tokio::spawn(sender.send_request(request));
     let reached = eventually(WAIT, async || {
         !upstream.seen_at("/slow?ms=20000").is_empty()
+            && !upstream.seen_at("/slow?ms=20001").is_empty()
     })
     .await;
-    assert!(reached, "the request reached the upstream");
+    assert!(reached, "both requests reached the upstream");
     tandem.terminate();
     let status = tandem.wait(Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
     assert!(tandem.logs().contains("drained=false"), "{}", tandem.logs());
-    let _ = in_flight.await;
-    let records = stdout_records(&tandem);
-    assert_eq!(records.len(), 1, "{records:#?}\n{}", tandem.logs());
-    assert_eq!(records[0]["status"], 499);
-    assert_eq!(
-        records[0]["error"],
-        "cut at the end of the shutdown grace before the upstream answered"
-    );
+    let _ = over_http1.await;
+    let _ = over_http2.await;
+    let mut records = stdout_records(&tandem);
+    records.sort_by_key(|record| record["query"].as_str().map(str::to_owned));
+    assert_eq!(records.len(), 2, "{records:#?}\n{}", tandem.logs());
+    // The access log has no protocol field; the query tells them apart.
+    for (record, query) in records.iter().zip(["ms=20000", "ms=20001"]) {
+        assert_eq!(record["status"], 499, "{record}");
+        assert_eq!(
+            record["error"], "cut at the end of the shutdown grace before the upstream answered",
+            "{record}"
+        );
+        assert_eq!(record["query"], query, "{record}");
+    }
     assert!(
         tandem.logs().contains("records_lost=0"),
         "{}",

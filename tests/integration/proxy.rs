@@ -268,6 +268,37 @@ async fn the_shutdown_delay_serves_while_unready_until_a_second_signal() {
     );
 }
 
+/// A signal during the drain ends it: the requests still in flight are cut
+/// at once instead of at the end of a long grace.
+#[tokio::test]
+async fn a_second_signal_during_the_drain_cuts_what_is_left() {
+    let upstream = Upstream::start().await;
+    let mut tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("shutdown_grace_ms = 600000")
+        .spawn()
+        .await;
+    let url = tandem.url("/slow?ms=60000");
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    let reached = eventually(Duration::from_secs(5), async || {
+        !upstream.seen_at("/slow?ms=60000").is_empty()
+    })
+    .await;
+    assert!(reached, "the slow request reached the upstream");
+    tandem.terminate();
+    let draining = eventually(Duration::from_secs(5), async || {
+        tandem.logs().contains("draining in-flight requests")
+    })
+    .await;
+    assert!(draining, "{}", tandem.logs());
+    tandem.terminate();
+    let status = tandem.wait(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+    let logs = tandem.logs();
+    assert!(logs.contains("another signal while draining"), "{logs}");
+    assert!(logs.contains("drained=false"), "{logs}");
+    let _ = in_flight.await;
+}
+
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_request_then_exits() {
     let upstream = Upstream::start().await;

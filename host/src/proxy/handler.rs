@@ -301,6 +301,16 @@ impl Proxy {
         };
         let mut recording = Recording::start(&parts, client_addr);
         let head = RequestHead::new(parts, client_addr, "http");
+        let request_bytes = Arc::new(AtomicU64::new(0));
+        // From here on a dropped request is counted (and, while it waits
+        // for the upstream, logged) as 499.
+        let mut watch = AbandonWatch::new(
+            &chain,
+            &self.log_calls,
+            &self.metrics,
+            started,
+            &request_bytes,
+        );
 
         // The chain's futures are boxed: inline, their size would be part of
         // every request's future, plugins or not, and copied with it.
@@ -313,19 +323,10 @@ impl Proxy {
             (head, RequestVerdict::Forward)
         };
         let keep_request = chain.has_on_response() || chain.has_on_log();
-        let request_bytes = Arc::new(AtomicU64::new(0));
         let mut trail = Trail::default();
         let (kept_request, response, reached) = match verdict {
             RequestVerdict::Forward => {
-                let kept = keep_request.then(|| copy_request_head(&head));
-                let watch = AbandonWatch::new(
-                    kept,
-                    &chain,
-                    &self.log_calls,
-                    &self.metrics,
-                    started,
-                    &request_bytes,
-                );
+                watch.hold(keep_request.then(|| copy_request_head(&head)));
                 let asked = upgrade.clone();
                 let forwarded = self
                     .forward(head, client, body, upgrade, &request_bytes)
@@ -369,7 +370,7 @@ impl Proxy {
                         error.to_response(request_id.as_ref())
                     }
                 };
-                (watch.disarm(), response, chain.plugins().len())
+                (watch.take(), response, chain.plugins().len())
             }
             RequestVerdict::Reply { by, reply } => {
                 trail.responded_by = Some(chain.name(by).to_owned());
@@ -439,6 +440,7 @@ impl Proxy {
         if let Some(recording) = recording.as_mut() {
             recording.response(&parts);
         }
+        watch.disarm();
         let done = ExchangeDone {
             started,
             status: parts.status,

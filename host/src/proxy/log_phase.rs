@@ -2,11 +2,13 @@
 //! a task of its own, so that it never holds up the connection.
 //!
 //! Two things here make sure a request is not missing from the records:
-//! - every `on-log` call a worker starts is counted ([`LogCalls`]), so that
-//!   shutdown waits for the last ones before the records are flushed;
-//! - a forwarded request that is dropped before the upstream's response
-//!   head arrives (the client hung up, or the shutdown grace ran out) is
-//!   still logged, with status 499 as nginx logs it ([`AbandonWatch`]).
+//! - a request dropped before its response (the client hung up, or the
+//!   shutdown grace ran out) is still counted, with status 499 as nginx
+//!   counts it, and logged if it was waiting for the upstream
+//!   ([`AbandonWatch`]);
+//! - every `on-log` call a worker starts, and every request that could
+//!   still start one that way, is counted ([`LogCalls`]), so that shutdown
+//!   waits for the last ones before the records are flushed.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,24 +32,38 @@ pub fn micros(duration: Duration) -> u64 {
     duration.as_micros().try_into().unwrap_or(u64::MAX)
 }
 
-/// The `on-log` calls of one worker that have started and not finished,
-/// and whether the worker is cutting its last connections.
+/// What may still produce a record on one worker: `on-log` calls started
+/// and not finished, and requests being watched; and whether the worker is
+/// cutting its last connections.
 #[derive(Default)]
 pub struct LogCalls {
-    running: AtomicUsize,
+    outstanding: AtomicUsize,
     settled: Notify,
     cutting: AtomicBool,
 }
 
 /// Counts one call as running until dropped (also when its task is
-/// aborted with the event loop).
-struct Running(Arc<LogCalls>);
+/// dropped unfinished with the event loop, which is then logged: that
+/// record is lost).
+struct Running {
+    calls: Arc<LogCalls>,
+    finished: bool,
+}
+
+impl Running {
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.settled.notify_waiters();
+        if !self.finished {
+            tracing::warn!(
+                "an on-log call was cut short as its worker stopped; its record is lost"
+            );
         }
+        self.calls.done();
     }
 }
 
@@ -58,15 +74,27 @@ impl LogCalls {
             tracing::warn!("no runtime to run on-log on; record dropped");
             return;
         };
-        self.running.fetch_add(1, Ordering::AcqRel);
-        let running = Running(self.clone());
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let running = Running {
+            calls: self.clone(),
+            finished: false,
+        };
         handle.spawn(async move {
+            let mut running = running;
             call.await;
-            drop(running);
+            running.finish();
         });
     }
 
-    /// Waits until no call is running, for at most `limit`; true if none is.
+    /// One call or watch fewer.
+    fn done(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_waiters();
+        }
+    }
+
+    /// Waits until no call is running and no request is watched, for at
+    /// most `limit`; true if so.
     pub async fn settled(&self, limit: Duration) -> bool {
         let wait = async {
             loop {
@@ -75,7 +103,7 @@ impl LogCalls {
                 // Registered before the check, so a last call ending in
                 // between is not missed.
                 notified.as_mut().enable();
-                if self.running.load(Ordering::Acquire) == 0 {
+                if self.outstanding.load(Ordering::Acquire) == 0 {
                     return;
                 }
                 notified.await;
@@ -116,13 +144,15 @@ impl LogJob {
     }
 }
 
-/// Armed while a forwarded request waits for the upstream's response
-/// head: dropped armed, it counts the request as 499 and logs it. It
-/// borrows from the request's future, so watching costs nothing on the
-/// way through.
+/// Armed from the start of a request's way through the chain until its
+/// response is handed over: dropped armed, it counts the request as 499,
+/// and logs it if it holds the request head (while the request waits for
+/// the upstream; in the hooks the head is with the plugins). It borrows
+/// from the request's future, so watching costs one count up and down.
 pub struct AbandonWatch<'a> {
     armed: bool,
-    /// The head copy kept for the later phases, if any.
+    /// The head copy kept for the later phases, while the request is with
+    /// the upstream.
     request: Option<RequestHead>,
     chain: &'a Arc<Chain>,
     calls: &'a Arc<LogCalls>,
@@ -132,20 +162,18 @@ pub struct AbandonWatch<'a> {
 }
 
 impl<'a> AbandonWatch<'a> {
-    /// Watches a request forwarded at `started`; `request` is the head
-    /// copy kept for the later phases, if any (without one the request is
-    /// counted but not logged: no plugin has `on-log`).
+    /// Watches a request that started at `started`.
     pub fn new(
-        request: Option<RequestHead>,
         chain: &'a Arc<Chain>,
         calls: &'a Arc<LogCalls>,
         metrics: &'a Arc<Metrics>,
         started: Instant,
         request_bytes: &'a Arc<AtomicU64>,
     ) -> Self {
+        calls.outstanding.fetch_add(1, Ordering::AcqRel);
         Self {
             armed: true,
-            request,
+            request: None,
             chain,
             calls,
             metrics,
@@ -154,19 +182,35 @@ impl<'a> AbandonWatch<'a> {
         }
     }
 
-    /// The response head arrived (or the forward failed with an answer of
-    /// its own): gives back the kept request head.
-    pub fn disarm(mut self) -> Option<RequestHead> {
-        self.armed = false;
+    /// Holds `request`, the head copy kept for the later phases (if any),
+    /// while the request is with the upstream.
+    pub fn hold(&mut self, request: Option<RequestHead>) {
+        self.request = request;
+    }
+
+    /// Gives the held head back (the upstream answered).
+    pub fn take(&mut self) -> Option<RequestHead> {
         self.request.take()
+    }
+
+    /// The response is handed over: from here its body's completion counts
+    /// and logs it.
+    pub fn disarm(mut self) {
+        self.armed = false;
     }
 }
 
 impl Drop for AbandonWatch<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            self.abandoned();
         }
+        self.calls.done();
+    }
+}
+
+impl AbandonWatch<'_> {
+    fn abandoned(&mut self) {
         let elapsed = self.started.elapsed();
         self.metrics.request_done(ABANDONED_STATUS, elapsed);
         let Some(request) = self.request.take() else {

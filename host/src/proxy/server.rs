@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Proxy;
+use super::body::ResponseBody;
 use super::connection::{Activity, TrackedBody};
 use super::headers::ClientAddress;
 use super::protocol::{self, Protocol};
@@ -115,6 +116,7 @@ async fn serve_connection(
     let tracked = activity.clone();
     let handler = proxy.clone();
     let client = Arc::new(ClientAddress::new(peer));
+    let phase = stop.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let guard = tracked.request_started(request.version());
         let body_busy = (!http_body::Body::is_end_stream(request.body())).then(|| tracked.busy());
@@ -125,8 +127,18 @@ async fn serve_connection(
         if request.headers().contains_key(http::header::UPGRADE) {
             request.extensions_mut().insert(hold.clone());
         }
+        // HTTP/2 streams run in tasks of their own, which outlive their
+        // connection's; at the end of the shutdown grace they are cut here.
+        let cut = (request.version() == http::Version::HTTP_2).then(|| phase.clone());
         async move {
-            let response = proxy.handle(request, &client, body_busy).await;
+            let handling = proxy.handle(request, &client, body_busy);
+            let response = match cut {
+                None => handling.await,
+                Some(mut phase) => tokio::select! {
+                    response = handling => response,
+                    _ = phase.wait_for(|phase| *phase == Phase::Cut) => cut_response(),
+                },
+            };
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
         }
     });
@@ -231,6 +243,14 @@ enum Phase {
     Cut,
 }
 
+/// What a cut HTTP/2 stream answers; its connection is gone, so nobody
+/// reads it.
+fn cut_response() -> hyper::Response<ResponseBody> {
+    let mut response = hyper::Response::new(ResponseBody::full(bytes::Bytes::new()));
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    response
+}
+
 /// How long cut connections get to end.
 const CUT_SETTLE: Duration = Duration::from_secs(1);
 /// How long shutdown waits for on-log calls still running.
@@ -249,15 +269,17 @@ struct Slot {
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and
-/// gives in-flight requests up to `grace` to finish. Connections take their
-/// slots from `slots`, which other workers may share. Returns whether every
-/// connection of this worker drained in time.
+/// gives in-flight requests up to `grace` to finish, or until `cut_early`
+/// completes. Connections take their slots from `slots`, which other
+/// workers may share. Returns whether every connection of this worker
+/// drained in time.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     slots: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    cut_early: impl Future<Output = ()>,
 ) -> bool {
     let limits = proxy.limits().clone();
     let settings = Arc::new(HttpSettings::new(&limits));
@@ -309,11 +331,12 @@ pub async fn serve(
     let _ = stop.send(Phase::Draining);
     // Every connection holds a slot until it ends.
     let all = limits.max_connections;
-    let drained = tokio::time::timeout(grace, mine.acquire_many(all))
-        .await
-        .is_ok();
+    let drained = tokio::select! {
+        drained = tokio::time::timeout(grace, mine.acquire_many(all)) => drained.is_ok(),
+        () = cut_early => false,
+    };
     if !drained {
-        tracing::warn!("grace period over; cutting the remaining connections");
+        tracing::warn!("cutting the remaining connections");
         proxy.log_calls().cut_remaining();
         let _ = stop.send(Phase::Cut);
         // Cutting is dropping, which takes one turn of each connection's

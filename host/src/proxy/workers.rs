@@ -26,9 +26,20 @@ use crate::runtime::thread_stack;
 /// The running workers.
 pub struct Workers {
     stop: watch::Sender<bool>,
+    hurry: watch::Sender<bool>,
     release: watch::Sender<bool>,
     drained: Vec<oneshot::Receiver<bool>>,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// Ends the workers' drain before its grace is over.
+pub struct CutEarly(watch::Sender<bool>);
+
+impl CutEarly {
+    /// Makes every worker cut its remaining connections now.
+    pub fn cut(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 /// Everything one worker needs to serve.
@@ -37,6 +48,7 @@ struct WorkerSetup {
     proxy: Arc<Proxy>,
     slots: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    hurry: watch::Receiver<bool>,
     release: watch::Receiver<bool>,
     drained: oneshot::Sender<bool>,
     grace: Duration,
@@ -58,6 +70,7 @@ fn run_worker(setup: WorkerSetup) -> anyhow::Result<()> {
             proxy,
             slots,
             stop,
+            hurry,
             release,
             drained,
             grace,
@@ -66,7 +79,8 @@ fn run_worker(setup: WorkerSetup) -> anyhow::Result<()> {
         // Ends with the event loop.
         let sweeper = proxy.clone();
         tokio::spawn(async move { sweeper.sweep_upstream_connections().await });
-        let all_drained = server::serve(listener, proxy, slots, raised(stop), grace).await;
+        let all_drained =
+            server::serve(listener, proxy, slots, raised(stop), grace, raised(hurry)).await;
         let _ = drained.send(all_drained);
         // Keep the event loop alive until the records are flushed: the
         // last responses' on-log calls run on it.
@@ -90,9 +104,11 @@ impl Workers {
             .set_nonblocking(true)
             .context("making the listener non-blocking")?;
         let (stop, stopping) = watch::channel(false);
+        let (hurry, hurrying) = watch::channel(false);
         let (release, releasing) = watch::channel(false);
         let mut workers = Self {
             stop,
+            hurry,
             release,
             drained: Vec::with_capacity(count),
             threads: Vec::with_capacity(count),
@@ -104,6 +120,7 @@ impl Workers {
                 proxy: Arc::new(make_proxy()),
                 slots: slots.clone(),
                 stop: stopping.clone(),
+                hurry: hurrying.clone(),
                 release: releasing.clone(),
                 drained,
                 grace,
@@ -123,6 +140,12 @@ impl Workers {
             workers.threads.push(thread);
         }
         Ok(workers)
+    }
+
+    /// Something that ends the drain before its grace is over: the
+    /// workers then cut their remaining connections.
+    pub fn cut_early(&self) -> CutEarly {
+        CutEarly(self.hurry.clone())
     }
 
     /// Serves until `shutdown`, then stops accepting and waits for every

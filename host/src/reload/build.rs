@@ -45,7 +45,7 @@ pub async fn build(
     let settings = match &found.settings_text {
         Some(text) => PluginSettings::parse(&found.settings_path, text)
             .and_then(|s| s.with_file_values(&found.settings_path, &found.files))
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| e.placed_in(&found.settings_path, text).to_string())?,
         None => PluginSettings::default(),
     };
     let started = Instant::now();

@@ -366,7 +366,12 @@ async fn read_value_files(scan: &mut Scan) {
                     scan.unreadable.push(Unreadable {
                         name: found.name.clone(),
                         wasm_path: found.wasm_path.clone(),
-                        error: files::error(&found.settings_path, &file, &reason).to_string(),
+                        error: files::error(&found.settings_path, &file, &reason)
+                            .placed_in(
+                                &found.settings_path,
+                                found.settings_text.as_deref().unwrap_or_default(),
+                            )
+                            .to_string(),
                     });
                     continue 'plugins;
                 }

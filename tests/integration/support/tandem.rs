@@ -37,6 +37,9 @@ pub struct Tandem {
     child: Child,
     logs: Arc<Mutex<String>>,
     stdout: Arc<Mutex<Vec<String>>>,
+    /// The tasks reading stderr and stdout, which end when the process
+    /// has exited and its last lines have been read.
+    readers: Vec<tokio::task::JoinHandle<()>>,
     /// Holds tandem.toml and the plugins until the test ends.
     _dir: tempfile::TempDir,
 }
@@ -145,7 +148,7 @@ impl Tandem {
         let logs = Arc::new(Mutex::new(String::new()));
         let mut stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
-        tokio::spawn(async move {
+        let stderr_reader = tokio::spawn(async move {
             let mut buffer = [0u8; 8192];
             while let Ok(n) = stderr.read(&mut buffer).await {
                 if n == 0 {
@@ -172,7 +175,7 @@ impl Tandem {
         // keep what follows the listening line (records, for the stdout sink).
         let records = Arc::new(Mutex::new(Vec::new()));
         let sink = records.clone();
-        tokio::spawn(async move {
+        let stdout_reader = tokio::spawn(async move {
             while let Ok(Some(line)) = stdout.next_line().await {
                 sink.lock().unwrap().push(line);
             }
@@ -190,6 +193,7 @@ impl Tandem {
             child,
             logs,
             stdout: records,
+            readers: vec![stderr_reader, stdout_reader],
             _dir: dir,
         }
     }
@@ -269,12 +273,18 @@ impl Tandem {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, and for its last output to be read,
+    /// so that [`logs`](Self::logs) and [`stdout_lines`](Self::stdout_lines)
+    /// then hold everything it wrote.
     pub async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        tokio::time::timeout(limit, self.child.wait())
+        let status = tokio::time::timeout(limit, self.child.wait())
             .await
             .expect("tandem exits in time")
-            .unwrap()
+            .unwrap();
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
+        status
     }
 }
 
