@@ -73,11 +73,15 @@ impl ConfigError {
                 message,
             } if blamed == path => match crate::config_location::value_line(text, &key) {
                 Some(line) => Self::InvalidAt {
+                    text: if may_be_secret(&key) {
+                        "(not shown: the value may be a secret)".to_owned()
+                    } else {
+                        line_text(text, line)
+                    },
                     path: blamed,
                     line,
                     key,
                     message,
-                    text: line_text(text, line),
                 },
                 None => Self::Invalid {
                     path: blamed,
@@ -88,6 +92,13 @@ impl ConfigError {
             other => other,
         }
     }
+}
+
+/// True for keys whose values are often credentials (the records sink's
+/// extra headers carry `Authorization`), whose line an error should not
+/// echo to stderr and `/plugins`.
+fn may_be_secret(key: &str) -> bool {
+    key.starts_with("records.headers")
 }
 
 /// Line number `line` (1-based) of `text`, without its line break.
@@ -744,6 +755,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("tandem.toml:1: `upstream`"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_sink_header_is_placed_without_echoing_its_value() {
+        let error = load_text(
+            "upstream = \"127.0.0.1:3000\"\n[records]\nsink = \"http\"\n\
+             url = \"http://127.0.0.1:9/x\"\n[records.headers]\n\
+             \"bad name\" = \"Bearer s3cret\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("tandem.toml:6: `records.headers"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
     }
 
     #[test]

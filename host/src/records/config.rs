@@ -291,20 +291,14 @@ impl RecordsConfig {
                 })?;
                 let mut headers = HeaderMap::new();
                 for (name, value) in section.headers.unwrap_or_default() {
+                    // Quoted in the key, so that the line is found
+                    // whatever the name holds.
+                    let key = format!("headers.\"{name}\"");
                     let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                        invalid(
-                            shown,
-                            "headers",
-                            format!("{name:?} is not a valid header name"),
-                        )
+                        invalid(shown, &key, format!("{name:?} is not a valid header name"))
                     })?;
-                    let value = HeaderValue::from_str(&value).map_err(|_| {
-                        invalid(
-                            shown,
-                            &format!("headers.{name}"),
-                            "not a valid header value",
-                        )
-                    })?;
+                    let value = HeaderValue::from_str(&value)
+                        .map_err(|_| invalid(shown, &key, "not a valid header value"))?;
                     headers.insert(name, value);
                 }
                 SinkConfig::Http(HttpSinkConfig {
