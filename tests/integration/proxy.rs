@@ -137,7 +137,9 @@ async fn h2c_prior_knowledge_works() {
 async fn websocket_upgrade_passes_through() {
     // A real WebSocket echo server as the upstream.
     let ws_addr = crate::support::websocket::echo_server().await;
+    // Through a plugin that reads the 101 and writes its status back.
     let tandem = TandemBuilder::new(format!("http://{ws_addr}"))
+        .plugin("probe", "chain-probe", "[config]\nname = \"p\"\n")
         .spawn()
         .await;
     let mut socket = crate::support::websocket::connect(tandem.proxy).await;

@@ -218,6 +218,15 @@ impl HostResponse for HostState {
     }
 
     fn set_status(&mut self, _: Resource<ResponseHandle>, status: u16) -> Result<(), EditError> {
+        // Setting the status it has is no change, even outside 200-599 (a
+        // plugin that writes back what it read, on a 101 to a WebSocket).
+        if self
+            .response
+            .as_ref()
+            .is_some_and(|r| r.parts.status.as_u16() == status)
+        {
+            return Ok(());
+        }
         let status = super::exchange::final_status(status).ok_or(EditError::InvalidValue)?;
         if let Some(r) = self.response.as_mut() {
             r.parts.status = status;
