@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus::{
@@ -118,9 +119,10 @@ struct PluginMetric {
     series_limit: usize,
     /// Hashes of the label values seen; a collision only undercounts.
     series: Mutex<HashSet<u64>>,
-    /// Other plugins that have used it (their series add up with the
-    /// owner's), each warned about once.
-    sharers: Mutex<HashSet<String>>,
+    /// Whether another plugin has used it (their series add up with the
+    /// owner's): warned about once, so that the updates of two sharing
+    /// plugins take no lock.
+    shared: AtomicBool,
 }
 
 impl PluginMetric {
@@ -141,12 +143,10 @@ impl PluginMetric {
     /// labels agree), but it is seldom meant: two copies of one plugin
     /// under two names, say, whose counts would silently add up.
     fn note_user(&self, name: &str, plugin: &str) {
-        if *self.owner == *plugin {
+        if *self.owner == *plugin || self.shared.load(Ordering::Relaxed) {
             return;
         }
-        let mut sharers = self.sharers.lock().unwrap_or_else(|p| p.into_inner());
-        if !sharers.contains(plugin) {
-            sharers.insert(plugin.to_owned());
+        if !self.shared.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 metric = name,
                 owner = &*self.owner,
@@ -607,7 +607,7 @@ impl Metrics {
                 owner: owner.plugin.into(),
                 series_limit: owner.series_limit,
                 series: Mutex::default(),
-                sharers: Mutex::default(),
+                shared: AtomicBool::new(false),
             },
         );
         Ok(())
