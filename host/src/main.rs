@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use tandem::cli::{Cli, Command};
 use tandem::config::Config;
 
+/// How long the exit waits for blocking work still under way.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Exit code for a bad config or command line (EX_USAGE).
 const EXIT_CONFIG: u8 = tandem::cli::EXIT_USAGE;
 
@@ -50,6 +53,10 @@ fn main() -> ExitCode {
             Command::Replay(_) | Command::New(_) => unreachable!("handled above"),
         }
     });
+    // Dropping the runtime would wait for its blocking threads, one of
+    // which may be stuck writing records to a stdout that nobody reads
+    // (the flush has already given up on it and counted the loss).
+    runtime.shutdown_timeout(EXIT_WAIT);
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

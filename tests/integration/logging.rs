@@ -805,3 +805,60 @@ async fn requests_cut_at_the_end_of_the_grace_are_still_logged() {
         tandem.logs()
     );
 }
+
+/// A stdout that nobody reads (a stuck log collector, a full pipe) cannot
+/// keep Tandem from exiting: the flush gives up after `flush_timeout_ms`,
+/// counts what it lost, and the process exits although a write to the
+/// pipe is still blocked.
+#[tokio::test]
+async fn a_stdout_nobody_reads_does_not_keep_tandem_from_exiting() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let upstream = Upstream::start().await;
+    let dir = write_config_dir(
+        &format!("http://{}", upstream.addr),
+        &[(
+            "access-log".into(),
+            crate::support::plugins::wasm("access-log"),
+            None,
+        )],
+        "shutdown_grace_ms = 500\n[records]\nflush_timeout_ms = 500\n",
+    );
+    let mut child = tokio::process::Command::new(crate::support::tandem::TANDEM)
+        .arg("run")
+        .arg("--config")
+        .arg(dir.path().join("tandem.toml"))
+        .env("TANDEM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Only the listening line is read; the pipe is then left to fill.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    let proxy: SocketAddr = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("proxy="))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no proxy address in {line:?}"));
+    // About 600 bytes of record each: far more than a pipe holds.
+    let query = "q".repeat(300);
+    for i in 0..400 {
+        let reply = get(&format!("http://{proxy}/fill/{i}?{query}")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let pid = child.id().unwrap().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let exited = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    let status = exited
+        .expect("tandem exits although its stdout is full")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    drop(stdout);
+}
