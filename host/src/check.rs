@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::plugin_settings::InvalidPluginSettings;
 use crate::records::Records;
 use crate::runtime::Runtime;
 use crate::runtime::loader::load_dir;
 use crate::shared_state::SharedState;
 
 /// Loads every plugin and prints one line per plugin. Returns whether all
-/// of them loaded.
+/// of them loaded, or, after the report, [`InvalidPluginSettings`] if a
+/// plugin's `NAME.toml` is invalid (a config error).
 pub async fn run(config: &Config) -> anyhow::Result<bool> {
     let metrics = Arc::new(Metrics::new());
     // Opening the sink checks it (e.g. that the record file can be opened);
@@ -60,5 +62,18 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         report.loaded.len(),
         report.failed.len()
     );
+    let bad_settings: Vec<&str> = report
+        .failed
+        .iter()
+        .filter(|failure| crate::plugin_settings::settings_invalid(&failure.file))
+        .map(|failure| failure.name.as_str())
+        .collect();
+    if !bad_settings.is_empty() {
+        return Err(InvalidPluginSettings(format!(
+            "invalid settings for plugin(s) {}",
+            bad_settings.join(", ")
+        ))
+        .into());
+    }
     Ok(report.failed.is_empty())
 }

@@ -62,7 +62,15 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("tandem: {error:#}");
-            ExitCode::FAILURE
+            // A plugin's NAME.toml is config too.
+            if error
+                .downcast_ref::<tandem::plugin_settings::InvalidPluginSettings>()
+                .is_some()
+            {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -140,6 +140,19 @@ impl Default for PluginSettings {
     }
 }
 
+/// Plugins that could not load because their `NAME.toml` (or a file its
+/// `[files]` table names) is invalid: a config error, which exits with the
+/// config-error code like one in `tandem.toml`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidPluginSettings(pub String);
+
+/// True if the settings of the plugin whose component is `wasm` cannot be
+/// loaded (read again to tell a config error from a broken component).
+pub fn settings_invalid(wasm: &Path) -> bool {
+    PluginSettings::load(&wasm.with_extension("toml")).is_err()
+}
+
 impl PluginSettings {
     /// Parses the text of a `NAME.toml`. The values of `[files]` are not
     /// read: see [`with_file_values`](Self::with_file_values) and

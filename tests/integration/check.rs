@@ -88,36 +88,48 @@ fn unknown_key_is_named_and_exits_64() {
 fn broken_plugins_are_named_with_the_reason() {
     let junk = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(junk.path(), "this is not wasm").unwrap();
-    let cases: [(&str, PathBuf, Option<&str>, &str); 4] = [
+    // A broken component exits 1; a bad NAME.toml is a config error, 64.
+    let cases: [(&str, PathBuf, Option<&str>, &str, i32); 5] = [
         (
             "junk",
             junk.path().to_owned(),
             None,
             "not a WebAssembly file",
+            1,
         ),
         (
             "stranger",
             wasm("other-world"),
             None,
             "is not a tandem:plugin@0.1.0 plugin",
+            1,
         ),
         (
             "refuser",
             wasm("bad-init"),
             None,
             "init failed: returned an error: bad-init refuses to start",
+            1,
         ),
         (
             "typo",
             wasm("add-header"),
             Some("ordr = 1\n"),
             "unknown field `ordr`",
+            64,
+        ),
+        (
+            "hasty",
+            wasm("add-header"),
+            Some("order = 1\nhook_timeout_ms = 0\n"),
+            "hasty.toml:2: `hook_timeout_ms`: must be at least 1",
+            64,
         ),
     ];
-    for (name, path, settings, expected) in cases {
+    for (name, path, settings, expected, exit_code) in cases {
         let dir = dir_with(&[(name, path, settings)], "");
         let (code, output) = check(&dir.path().join("tandem.toml"));
-        assert_eq!(code, 1, "{name}: {output}");
+        assert_eq!(code, exit_code, "{name}: {output}");
         let line = output
             .lines()
             .find(|l| l.starts_with("FAILED"))
@@ -145,4 +157,25 @@ fn a_bad_environment_value_is_named_and_exits_64() {
     let (code, output) = check_with_env(&config, &[("TANDEM_UPSTREAM", "ftp://app:21")]);
     assert_eq!(code, 64, "{output}");
     assert!(output.contains("TANDEM_UPSTREAM"), "{output}");
+}
+
+/// `tandem run` refuses to start on a plugin it cannot load: with the
+/// config-error code for a bad NAME.toml, 1 for a broken component.
+#[test]
+fn run_exits_64_on_bad_plugin_settings_and_1_on_a_broken_plugin() {
+    for (settings, wasm_file, exit_code) in [
+        (Some("quarantine_ms = 86400001\n"), wasm("add-header"), 64),
+        (None, wasm("bad-init"), 1),
+    ] {
+        let dir = dir_with(&[("p", wasm_file, settings)], "");
+        let output = std::process::Command::new(crate::support::tandem::TANDEM)
+            .arg("run")
+            .arg("--config")
+            .arg(dir.path().join("tandem.toml"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(exit_code), "{stderr}");
+        assert!(stderr.contains("plugin(s) failed to load"), "{stderr}");
+    }
 }

@@ -154,10 +154,17 @@ impl Reloader {
             }
         }
         if let Some((name, error)) = failures.first() {
-            anyhow::bail!(
+            let message = format!(
                 "{} plugin(s) failed to load; first: {name}: {error}",
                 failures.len()
             );
+            let bad_settings = failures.iter().any(|(name, _)| {
+                crate::plugin_settings::settings_invalid(&dir.join(format!("{name}.wasm")))
+            });
+            if bad_settings {
+                return Err(crate::plugin_settings::InvalidPluginSettings(message).into());
+            }
+            anyhow::bail!(message);
         }
         let chain = chain_of(&plugins);
         let reloader = Self {
