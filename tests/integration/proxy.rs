@@ -301,6 +301,30 @@ async fn a_second_signal_during_the_drain_cuts_what_is_left() {
     let _ = in_flight.await;
 }
 
+/// A client that never finishes its request head is closed at the header
+/// read timeout during the drain as at any other time, so it cannot hold
+/// the drain open for the whole grace.
+#[tokio::test]
+async fn a_half_sent_head_does_not_hold_the_drain_open() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start().await;
+    let mut tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("shutdown_grace_ms = 600000\n[limits]\nheader_read_timeout_ms = 500")
+        .spawn()
+        .await;
+    let mut slow = TcpStream::connect(tandem.proxy).await.unwrap();
+    slow.write_all(b"GET /never HTTP/1.1\r\nhost: app\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tandem.terminate();
+    let status = tandem.wait(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(tandem.logs().contains("drained=true"), "{}", tandem.logs());
+    assert!(upstream.seen_at("/never").is_empty());
+    drop(slow);
+}
+
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_request_then_exits() {
     let upstream = Upstream::start().await;

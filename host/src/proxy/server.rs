@@ -219,10 +219,16 @@ impl Watch<'_> {
             // Shutdown: in-flight requests finish, until the grace is over
             // and the worker cuts what is left. Dropping the connection
             // drops its requests, which are still logged (as 499).
+            // The watchdog still applies, so a client that never finishes
+            // its request head does not hold the drain open to its end.
             tokio::select! {
                 _ = connection => {}
                 _ = self.stop.wait_for(|phase| *phase == Phase::Cut) => {
                     tracing::debug!(%peer, "cut at the end of the shutdown grace");
+                }
+                reason = self.activity.closed_when_quiet(self.limits.header_read_timeout, self.limits.idle_timeout) => {
+                    self.proxy.metrics().connection_closed(reason.name());
+                    tracing::debug!(%peer, reason = reason.name(), "closing a quiet connection while draining");
                 }
             }
         } else {
