@@ -63,7 +63,7 @@ impl ShutdownSignals {
 
 /// Runs Tandem until a shutdown signal, then drains.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let signals = ShutdownSignals::install()?;
+    let mut signals = ShutdownSignals::install()?;
     let app = Arc::new(App::start(config).await.context("loading plugins")?);
     let listener = TcpListener::bind(app.config.listen)
         .await
@@ -136,7 +136,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (begun, beginning) = tokio::sync::oneshot::channel::<()>();
     let cut_early = workers.cut_early();
     let signalled = app.clone();
-    let mut signals = signals;
     let listening = tokio::spawn(async move {
         signals.shutdown(&signalled).await;
         let _ = begun.send(());

@@ -39,6 +39,10 @@ pub fn micros(duration: Duration) -> u64 {
 pub struct LogCalls {
     outstanding: AtomicUsize,
     settled: Notify,
+    /// Set once shutdown waits for the count to reach zero: before that,
+    /// a request that brings it to zero (every request, at low load) must
+    /// not pay for a wake-up nobody waits for (`Notify` takes a lock).
+    awaited: AtomicBool,
     cutting: AtomicBool,
 }
 
@@ -88,7 +92,11 @@ impl LogCalls {
 
     /// One call or watch fewer.
     fn done(&self) {
-        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // SeqCst, paired with `settled`: either this sees `awaited`, or the
+        // waiter sees the count at zero.
+        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.awaited.load(Ordering::SeqCst)
+        {
             self.settled.notify_waiters();
         }
     }
@@ -103,7 +111,8 @@ impl LogCalls {
                 // Registered before the check, so a last call ending in
                 // between is not missed.
                 notified.as_mut().enable();
-                if self.outstanding.load(Ordering::Acquire) == 0 {
+                self.awaited.store(true, Ordering::SeqCst);
+                if self.outstanding.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 notified.await;
