@@ -423,7 +423,7 @@ impl Metrics {
         );
         let upstream_resends = counter_vec(
             "tandem_upstream_resends_total",
-            "Requests sent to the upstream again on a new connection after a pooled one failed under them, by reason (unsent, closed, reset).",
+            "Requests sent to the upstream again on a new connection after a pooled one failed under them, by reason (closed, reset).",
             &["reason"],
         );
         Self {
@@ -546,8 +546,7 @@ impl Metrics {
         self.connections_closed.with_label_values(&[reason]).inc();
     }
 
-    /// Counts a request sent to the upstream again (`unsent`, `closed`,
-    /// `reset`).
+    /// Counts a request sent to the upstream again (`closed`, `reset`).
     pub fn upstream_resent(&self, reason: &str) {
         self.upstream_resends.with_label_values(&[reason]).inc();
     }

@@ -8,9 +8,17 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+use http_body_util::{Either, Empty};
 
 use super::limits::{BodyError, LimitedBody};
+use super::upstream_exchange::{ExchangeError, Tunnel, UpstreamResponse};
+
+/// A request body on its way upstream: the client's, or none for a
+/// request sent again (see `UpstreamPool::send`).
+pub type UpstreamRequestBody = Either<CountingBody, Empty<Bytes>>;
+
+/// The upstream's response body, as read from its connection.
+pub type UpstreamResponseBody = UpstreamResponse<UpstreamRequestBody>;
 
 /// A request body on its way upstream, counting the bytes read.
 pub struct CountingBody {
@@ -60,7 +68,7 @@ pub trait Completion: Send + 'static {
 }
 
 enum Source {
-    Upstream(Incoming),
+    Upstream(UpstreamResponseBody),
     Full(Option<Bytes>),
 }
 
@@ -74,7 +82,7 @@ pub struct ResponseBody {
 
 impl ResponseBody {
     /// Streams the upstream's body.
-    pub fn upstream(body: Incoming) -> Self {
+    pub fn upstream(body: UpstreamResponseBody) -> Self {
         Self {
             source: Source::Upstream(body),
             sent: 0,
@@ -88,6 +96,14 @@ impl ResponseBody {
             source: Source::Full(Some(bytes).filter(|b| !b.is_empty())),
             sent: 0,
             completion: None,
+        }
+    }
+
+    /// The upstream connection of a `101 Switching Protocols` answer.
+    pub fn take_tunnel(&mut self) -> Option<Tunnel> {
+        match &mut self.source {
+            Source::Upstream(body) => body.take_tunnel(),
+            Source::Full(_) => None,
         }
     }
 
@@ -106,12 +122,12 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ExchangeError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
         let polled = match &mut self.source {
             Source::Upstream(body) => Pin::new(body).poll_frame(cx),
             Source::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),

@@ -12,14 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use super::body::{Completion, CountingBody, ResponseBody};
+use super::body::{
+    Completion, CountingBody, ResponseBody, UpstreamRequestBody, UpstreamResponseBody,
+};
 use super::connection::RequestGuard;
 use super::errors::ProxyError;
 use super::headers::{self, ClientAddress, Framing};
@@ -42,17 +43,13 @@ use crate::runtime::plugin::PluginReply;
 /// it (one proxy per worker, so one pool per worker).
 pub struct Proxy {
     chain: Arc<ArcSwap<Chain>>,
-    pool: UpstreamPool<UpstreamBody>,
+    pool: UpstreamPool,
     upstream: http::uri::Authority,
     upstream_timeout: Duration,
     metrics: Arc<Metrics>,
     limits: Limits,
     log_calls: Arc<LogCalls>,
 }
-
-/// A request body on its way upstream: the client's, or none for a
-/// request sent again (see [`UpstreamPool::send`]).
-type UpstreamBody = Either<CountingBody, Empty<Bytes>>;
 
 /// The client's request body with the limits that apply to it.
 struct ClientBody {
@@ -343,10 +340,8 @@ impl Proxy {
                     Ok((mut response, took)) => {
                         trail.upstream_duration = Some(took);
                         if response.status() == StatusCode::SWITCHING_PROTOCOLS
-                            && let (Some((client, hold)), Some(upstream)) = (
-                                client_upgrade,
-                                response.extensions_mut().remove::<OnUpgrade>(),
-                            )
+                            && let (Some((client, hold)), Some(upstream)) =
+                                (client_upgrade, response.body_mut().take_tunnel())
                         {
                             upgrade::splice(client, upstream, hold);
                         }
@@ -461,7 +456,7 @@ impl Proxy {
         body: ClientBody,
         upgrade: Option<HeaderValue>,
         request_bytes: &Arc<AtomicU64>,
-    ) -> Result<(Response<Incoming>, Duration), (ProxyError, Option<Duration>)> {
+    ) -> Result<(Response<UpstreamResponseBody>, Duration), (ProxyError, Option<Duration>)> {
         let RequestHeadFields {
             mut parts, scheme, ..
         } = head.into_fields();
@@ -485,9 +480,9 @@ impl Proxy {
             // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
             parts.headers.insert(http::header::HOST, host);
         }
-        // A body of unknown length (chunked) goes chunked. Said here because
-        // hyper's client sends no body at all for such a GET or HEAD unless
-        // the header asks for one; never beside a Content-Length.
+        // A body of unknown length (chunked) goes chunked, even on a GET or
+        // HEAD: the upstream client frames a body by these headers alone.
+        // Never beside a Content-Length.
         if !body.body.is_end_stream() && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
             parts.headers.insert(
                 http::header::TRANSFER_ENCODING,
@@ -515,7 +510,8 @@ impl Proxy {
         });
         let replay = move || {
             copy.map(|(method, uri, headers)| {
-                let mut again = Request::new(Either::Right(Empty::new()));
+                let mut again: Request<UpstreamRequestBody> =
+                    Request::new(Either::Right(Empty::new()));
                 *again.method_mut() = method;
                 *again.uri_mut() = uri;
                 *again.headers_mut() = headers;
@@ -579,7 +575,7 @@ fn normalize_path(uri: &mut Uri, merge_slashes: bool) {
 /// only where it reads a body, and not for the answer to a HEAD).
 fn upstream_response_problem(
     asked: Option<&HeaderValue>,
-    response: &Response<Incoming>,
+    response: &Response<UpstreamResponseBody>,
 ) -> Option<&'static str> {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && !headers::switch_was_asked_for(asked, response.headers())

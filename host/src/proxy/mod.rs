@@ -12,6 +12,8 @@ pub mod path;
 pub mod protocol;
 pub mod server;
 pub mod upgrade;
+pub mod upstream_codec;
+pub mod upstream_exchange;
 pub mod upstream_pool;
 pub mod workers;
 

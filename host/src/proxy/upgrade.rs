@@ -5,23 +5,35 @@ use std::sync::Arc;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 use super::server::ConnectionHold;
+use super::upstream_exchange::Tunnel;
 
 /// Joins the client's and the upstream's upgraded connections and copies
 /// between them until either side closes. The client connection's `hold`
 /// (its slot and its place in the gauge) lasts as long as the tunnel.
-pub fn splice(client: OnUpgrade, upstream: OnUpgrade, hold: Option<Arc<ConnectionHold>>) {
+pub fn splice(client: OnUpgrade, upstream: Tunnel, hold: Option<Arc<ConnectionHold>>) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let mut client = match client.await {
+            Ok(client) => TokioIo::new(client),
             Err(error) => {
                 tracing::debug!(%error, "upgrade did not complete");
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
+        let Tunnel {
+            stream: mut upstream,
+            buffered,
+        } = upstream;
+        // What the upstream sent right after its 101 was read with the
+        // response head; it goes first.
+        if !buffered.is_empty()
+            && let Err(error) = client.write_all(&buffered).await
+        {
+            tracing::debug!(%error, "upgraded connection ended");
+            return;
+        }
         let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream);
         // The tunnel (holding the connection's slot through `hold`) ends
         // at the end of the shutdown grace, with the connections it

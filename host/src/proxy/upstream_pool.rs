@@ -1,22 +1,22 @@
 //! A worker's keep-alive connections to the upstream.
 //!
-//! Every proxy worker owns one pool, and every connection in it is driven
-//! by a task on that worker's own event loop, so a request, its upstream
-//! connection and the response never leave the thread that accepted the
-//! client. This replaces hyper-util's general-purpose client, whose pool is
-//! shared, keyed by host and hands each connection back through a task of
-//! its own once a response ends; here a connection goes back as soon as its
-//! response head is in, and the next request takes the newest one that is
-//! ready again (its previous response body read to the end).
+//! Every proxy worker owns one pool. A connection has no task of its own:
+//! the request that takes it writes to it and reads its response head in
+//! the request's task, and its response body reads the rest as the client
+//! takes it (`upstream_exchange`), so a request, its upstream connection
+//! and the response never leave the thread that accepted the client. The
+//! connection comes back when the response's last byte is read, and the
+//! next request takes the newest one, if the upstream has not closed it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::{Body, Incoming};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::body::Body;
 use tokio::net::TcpStream;
+
+use super::upstream_exchange::{self, ExchangeError, UpstreamConnection, UpstreamResponse};
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum UpstreamError {
     },
     /// The connection was made but the exchange failed.
     #[error(transparent)]
-    Exchange(#[from] hyper::Error),
+    Exchange(#[from] ExchangeError),
 }
 
 impl UpstreamError {
@@ -44,8 +44,6 @@ impl UpstreamError {
 /// Why a request went to the upstream a second time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resend {
-    /// A pooled connection had closed before the request was written.
-    Unsent,
     /// A pooled connection closed under the request without answering.
     Closed,
     /// A pooled connection was reset under the request.
@@ -56,7 +54,6 @@ impl Resend {
     /// Label for metrics.
     pub fn name(self) -> &'static str {
         match self {
-            Resend::Unsent => "unsent",
             Resend::Closed => "closed",
             Resend::Reset => "reset",
         }
@@ -64,39 +61,53 @@ impl Resend {
 }
 
 /// A response head from the upstream, and whether getting it took a
-/// second attempt (the last reason, if it took more).
+/// second attempt.
 #[derive(Debug)]
-pub struct Exchanged {
+pub struct Exchanged<B> {
     /// The response, its body still on its way.
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamResponse<B>>,
     /// Why the request was sent again, if it was.
     pub resent: Option<Resend>,
 }
 
 /// A connection waiting for its next request.
-struct IdleConnection<B> {
-    sender: SendRequest<B>,
+struct IdleConnection {
+    connection: UpstreamConnection,
     since: Instant,
 }
 
-/// One worker's connections to one upstream, for requests with bodies of
-/// type `B`.
-pub struct UpstreamPool<B> {
+/// A worker's idle upstream connections, newest last. Response bodies put
+/// their connection back here when they end.
+pub struct IdleConnections {
+    /// Only this worker's thread touches it, so the lock is never
+    /// contended; it is there because hyper's services must be `Send`.
+    list: Mutex<Vec<IdleConnection>>,
+    max_idle: usize,
+}
+
+impl IdleConnections {
+    /// Puts a connection whose response has ended back, to be taken by the
+    /// next request; beyond the pool's size it is closed instead.
+    pub fn checkin(&self, connection: UpstreamConnection) {
+        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        if list.len() < self.max_idle {
+            list.push(IdleConnection {
+                connection,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// One worker's connections to one upstream.
+pub struct UpstreamPool {
     authority: http::uri::Authority,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    max_idle: usize,
-    /// Newest last. Only this worker's thread touches it, so the lock is
-    /// never contended; it is there because hyper's services must be `Send`.
-    idle: Mutex<Vec<IdleConnection<B>>>,
+    idle: Arc<IdleConnections>,
 }
 
-impl<B> UpstreamPool<B>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl UpstreamPool {
     /// A pool for `authority` that connects within `connect_timeout` and
     /// keeps up to `max_idle` connections for `idle_timeout` each.
     pub fn new(
@@ -109,8 +120,10 @@ where
             authority,
             connect_timeout,
             idle_timeout,
-            max_idle,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::new(IdleConnections {
+                list: Mutex::new(Vec::new()),
+                max_idle,
+            }),
         }
     }
 
@@ -120,52 +133,46 @@ where
     /// `replay` gives the same request again if it is safe to repeat
     /// (idempotent, no body), or `None`. It is asked at most once: when a
     /// pooled connection took the request and closed or was reset without
-    /// a response, which is what an upstream that timed the idle
+    /// a byte of response, which is what an upstream that timed the idle
     /// connection out just as the request arrived does (a reset when the
     /// request reached a socket the upstream had already closed). The copy
     /// then goes on a new connection.
-    pub async fn send(
+    pub async fn send<B>(
         &self,
-        mut request: Request<B>,
+        request: Request<B>,
         replay: impl FnOnce() -> Option<Request<B>>,
-    ) -> Result<Exchanged, UpstreamError> {
+    ) -> Result<Exchanged<B>, UpstreamError>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // Framed before anything is awaited, so that the request's parts
+        // take no room in this future.
+        let mut prepared = upstream_exchange::prepare(request)?;
         let mut replay = Some(replay);
         let mut fresh_only = false;
         let mut resent = None;
         loop {
             let pooled = if fresh_only { None } else { self.checkout() };
             let reused = pooled.is_some();
-            let mut sender = match pooled {
-                Some(sender) => sender,
+            let connection = match pooled {
+                Some(connection) => connection,
                 // Boxed: connecting is the rare case, and inline its future
                 // would make every request's future larger (and each
                 // request's future is copied as a whole, more than once).
                 None => Box::pin(self.connect()).await?,
             };
-            let mut failed = match sender.try_send_request(request).await {
-                Ok(response) => {
-                    self.checkin(sender);
-                    return Ok(Exchanged { response, resent });
-                }
+            let failed = match upstream_exchange::exchange(connection, prepared, &self.idle).await {
+                Ok(response) => return Ok(Exchanged { response, resent }),
                 Err(failed) => failed,
             };
-            // A new connection that fails is an answer.
-            if !reused {
-                return Err(UpstreamError::Exchange(failed.into_error()));
-            }
-            // The upstream closed a pooled connection while it sat idle,
-            // and the request was never written: it goes again.
-            if let Some(unsent) = failed.take_message() {
-                request = unsent;
-                resent = Some(Resend::Unsent);
-                continue;
-            }
-            let closed_unanswered = if was_reset(failed.error()) {
-                Some(Resend::Reset)
-            } else if failed.error().is_incomplete_message() {
-                Some(Resend::Closed)
-            } else {
-                None
+            // A new connection that fails is an answer, and so is a
+            // pooled one that had begun to respond.
+            let closed_unanswered = match &failed.error {
+                _ if !reused || failed.answered => None,
+                ExchangeError::Closed => Some(Resend::Closed),
+                error if error.is_reset() => Some(Resend::Reset),
+                _ => None,
             };
             let copy = match closed_unanswered {
                 Some(_) => replay.take().and_then(|copy| copy()),
@@ -177,65 +184,47 @@ where
                         reason = closed_unanswered.map(Resend::name),
                         "a pooled upstream connection failed under a request; sending it again"
                     );
-                    request = copy;
+                    prepared = upstream_exchange::prepare(copy)?;
                     resent = closed_unanswered;
                     fresh_only = true;
                 }
-                None => return Err(UpstreamError::Exchange(failed.into_error())),
+                None => return Err(UpstreamError::Exchange(failed.error)),
             }
         }
     }
 
-    /// The newest idle connection that can take a request now; closed and
-    /// expired ones are dropped on the way.
-    fn checkout(&self) -> Option<SendRequest<B>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+    /// The newest idle connection that is still open and not past the
+    /// idle timeout; closed and expired ones are dropped on the way.
+    fn checkout(&self) -> Option<UpstreamConnection> {
+        let mut list = self.idle.list.lock().unwrap_or_else(|p| p.into_inner());
         let mut now = None;
-        let mut index = idle.len();
-        while index > 0 {
-            index -= 1;
-            let entry = &mut idle[index];
-            if entry.sender.is_closed() {
-                idle.swap_remove(index);
-                continue;
-            }
+        while let Some(entry) = list.pop() {
             let now = *now.get_or_insert_with(Instant::now);
-            // Not ready: its last response body is still on its way, so
-            // it is busy, not idle, until now at least.
-            if !entry.sender.is_ready() {
-                entry.since = now;
-                continue;
+            if now.duration_since(entry.since) <= self.idle_timeout && entry.connection.is_open() {
+                return Some(entry.connection);
             }
-            if now.duration_since(entry.since) > self.idle_timeout {
-                idle.swap_remove(index);
-                continue;
-            }
-            return Some(idle.swap_remove(index).sender);
         }
         None
     }
 
     /// Closes idle connections past the idle timeout and forgets closed
     /// ones, so that a quiet pool does not hold connections open for ever
-    /// (checkout drops them too, but only when requests come). A connection
-    /// still receiving a response body is left alone. Returns how many
-    /// went.
+    /// (checkout drops them too, but only when requests come). Returns how
+    /// many went.
     pub fn close_expired(&self) -> usize {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let before = idle.len();
-        idle.retain_mut(|entry| {
-            if entry.sender.is_closed() {
-                return false;
-            }
-            if !entry.sender.is_ready() {
-                // Still receiving a body: busy, not idle, until now.
-                entry.since = now;
-                return true;
-            }
-            now.duration_since(entry.since) <= self.idle_timeout
+        let mut list = self.idle.list.lock().unwrap_or_else(|p| p.into_inner());
+        let before = list.len();
+        list.retain(|entry| {
+            now.duration_since(entry.since) <= self.idle_timeout && entry.connection.is_open()
         });
-        before - idle.len()
+        before - list.len()
+    }
+
+    /// How many connections sit idle now.
+    #[cfg(test)]
+    pub fn idle_len(&self) -> usize {
+        self.idle.list.lock().map_or(0, |list| list.len())
     }
 
     /// How often [`close_expired`](Self::close_expired) should run: a
@@ -244,20 +233,8 @@ where
         (self.idle_timeout / 4).max(Duration::from_millis(10))
     }
 
-    /// Puts a connection back once its response head is in; it is taken
-    /// again once ready. Beyond `max_idle`, it closes when its response ends.
-    fn checkin(&self, sender: SendRequest<B>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle {
-            idle.push(IdleConnection {
-                sender,
-                since: Instant::now(),
-            });
-        }
-    }
-
-    /// A new connection, driven by a task on this worker's runtime.
-    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+    /// A new connection.
+    async fn connect(&self) -> Result<UpstreamConnection, UpstreamError> {
         let connect_error = |source| UpstreamError::Connect {
             authority: self.authority.to_string(),
             source,
@@ -281,28 +258,8 @@ where
             };
         // Heads and small bodies go out at once, as from any proxy.
         stream.set_nodelay(true).map_err(connect_error)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(UpstreamConnection::new(stream))
     }
-}
-
-/// True if the connection under an exchange was reset or broken, rather
-/// than the exchange going wrong in HTTP.
-fn was_reset(error: &hyper::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted);
-        }
-        source = cause.source();
-    }
-    false
 }
 
 #[cfg(test)]
@@ -317,14 +274,12 @@ mod tests {
 
     use super::*;
 
-    type Pool = UpstreamPool<Empty<Bytes>>;
-
-    fn pool(address: std::net::SocketAddr) -> Pool {
+    fn pool(address: std::net::SocketAddr) -> UpstreamPool {
         pool_idle_for(address, Duration::from_secs(90))
     }
 
     /// A pool whose connections expire after `idle`.
-    fn pool_idle_for(address: std::net::SocketAddr, idle: Duration) -> Pool {
+    fn pool_idle_for(address: std::net::SocketAddr, idle: Duration) -> UpstreamPool {
         let authority = address.to_string().parse().expect("an authority");
         UpstreamPool::new(authority, Duration::from_secs(2), idle, 8)
     }
@@ -415,7 +370,7 @@ mod tests {
         (address, accepted)
     }
 
-    async fn body_of(exchanged: Exchanged) -> Bytes {
+    async fn body_of(exchanged: Exchanged<Empty<Bytes>>) -> Bytes {
         exchanged
             .response
             .into_body()
@@ -494,14 +449,10 @@ mod tests {
     #[tokio::test]
     async fn a_repeatable_request_a_pooled_connection_reset_goes_again_once() {
         let error = goes_again_once(Then::ResetNext, Resend::Reset).await;
-        assert!(was_reset(&error_of(error)), "the error is the reset");
-    }
-
-    fn error_of(error: UpstreamError) -> hyper::Error {
-        match error {
-            UpstreamError::Exchange(error) => error,
-            UpstreamError::Connect { .. } => panic!("a connect error: {error}"),
-        }
+        assert!(
+            matches!(&error, UpstreamError::Exchange(error) if error.is_reset()),
+            "the error is the reset: {error}"
+        );
     }
 
     #[tokio::test]
@@ -540,7 +491,7 @@ mod tests {
         let pool = pool_idle_for(address, Duration::from_secs(1));
         let response = pool.send(get("/"), || None).await.expect("a response");
         // The body, too large for the socket buffers, waits unread for
-        // longer than the idle timeout; the sweep sees the connection busy.
+        // longer than the idle timeout; its idle time starts when it ends.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(pool.close_expired(), 0, "busy, not idle");
         assert_eq!(body_of(response).await.len(), LARGE.len());

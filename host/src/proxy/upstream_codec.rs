@@ -1,0 +1,735 @@
+//! HTTP/1.1 as spoken to the upstream: the request head written out, the
+//! response head parsed (with `httparse`, hyper's own parser) and the
+//! framing of both bodies.
+//!
+//! The upstream leg is the proxy's narrowest: one method of framing out
+//! (what the inbound server already checked), a response from the
+//! application beside it. Doing it here rather than through hyper's
+//! client lets a request, its upstream connection and its response run in
+//! the request's own task: no connection task, no channel to it and back,
+//! no read of an idle socket after every response.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+/// Most headers a response head may have (as many as hyper allows).
+const MAX_RESPONSE_HEADERS: usize = 100;
+/// Longest response head, and longest trailer section, in bytes.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest chunk-size line (size and extensions), in bytes.
+const MAX_CHUNK_LINE_BYTES: usize = 4096;
+
+/// What is wrong with what the upstream sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    /// The head is not HTTP/1.x.
+    #[error("the application sent a malformed response head: {0}")]
+    MalformedHead(String),
+    /// The head did not end within [`MAX_HEAD_BYTES`].
+    #[error("the application's response head is over {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    /// `Content-Length` is not a number, or two of them differ.
+    #[error("the application sent an invalid Content-Length")]
+    BadContentLength,
+    /// The chunked body does not follow the chunked coding.
+    #[error("the application sent a malformed chunked body: {0}")]
+    MalformedChunk(&'static str),
+}
+
+/// How a body's end is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// There is none.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked coding.
+    Chunked,
+    /// Everything until the connection closes (responses only).
+    UntilClose,
+}
+
+/// The request's framing, as its headers (set by the proxy) declare it.
+pub fn request_framing(headers: &HeaderMap) -> Framing {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Framing::Chunked;
+    }
+    match headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+    {
+        Some(0) | None => Framing::Empty,
+        Some(length) => Framing::Length(length),
+    }
+}
+
+/// Writes a request head: request line in origin form, then the headers.
+/// A bodiless POST, PUT or PATCH without framing headers gets
+/// `content-length: 0`, as RFC 9110 asks of a sender.
+pub fn encode_request_head(method: &Method, target: &str, headers: &HeaderMap, out: &mut BytesMut) {
+    let size = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>();
+    out.reserve(method.as_str().len() + target.len() + size + 32);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let unframed =
+        !headers.contains_key(CONTENT_LENGTH) && !headers.contains_key(TRANSFER_ENCODING);
+    if unframed && matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes one data chunk of a chunked request body.
+pub fn encode_chunk(data: &[u8], out: &mut BytesMut) {
+    out.reserve(data.len() + 20);
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the end of a chunked request body, with its trailers.
+pub fn encode_last_chunk(trailers: Option<&HeaderMap>, out: &mut BytesMut) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed response head and what it says about the body and the
+/// connection.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// Status, version and headers.
+    pub parts: http::response::Parts,
+    /// How the body ends.
+    pub framing: Framing,
+    /// Whether the connection may take another request after this
+    /// response (its body read to the end).
+    pub keep_alive: bool,
+}
+
+/// Parses a response head from the front of `buffer`, taking it out, or
+/// returns `None` if the head is not all there yet. `method` is the
+/// request's: the answer to a HEAD has no body whatever it declares.
+pub fn parse_response_head(
+    buffer: &mut BytesMut,
+    method: &Method,
+) -> Result<Option<ResponseHead>, ResponseError> {
+    // Left uninitialised: zeroing this many slots for every response
+    // would cost more than parsing a short head.
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buffer,
+        &mut slots,
+    );
+    let length = match parsed {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) if buffer.len() > MAX_HEAD_BYTES => {
+            return Err(ResponseError::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ResponseError::MalformedHead(format!(
+                "more than {MAX_RESPONSE_HEADERS} headers"
+            )));
+        }
+        Err(error) => return Err(ResponseError::MalformedHead(error.to_string())),
+    };
+    let code = response.code.unwrap_or_default();
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| ResponseError::MalformedHead(format!("status {code}")))?;
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Where each header's name and value sit in the head, so that the
+    // values can share the head's bytes rather than be copied once the
+    // head is taken out of the buffer.
+    let base = buffer.as_ptr() as usize;
+    let mut spans = [HeaderSpan::default(); MAX_RESPONSE_HEADERS];
+    let count = response.headers.len();
+    for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
+        *span = HeaderSpan {
+            name: HeaderSpan::of(header.name.as_bytes(), base),
+            value: HeaderSpan::of(header.value, base),
+        };
+    }
+    let head = buffer.split_to(length).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for span in &spans[..count] {
+        let name_bytes = &head[HeaderSpan::range(span.name)];
+        let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
+            ResponseError::MalformedHead(format!(
+                "header name {:?}",
+                String::from_utf8_lossy(name_bytes)
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(head.slice(HeaderSpan::range(span.value)))
+            .map_err(|_| ResponseError::MalformedHead(format!("the value of header {name}")))?;
+        headers.append(name, value);
+    }
+    let mut keep_alive = match version {
+        Version::HTTP_10 => has_token(&headers, CONNECTION, "keep-alive"),
+        _ => !has_token(&headers, CONNECTION, "close"),
+    };
+    let bodiless = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if bodiless {
+        Framing::Empty
+    } else if headers.contains_key(TRANSFER_ENCODING) {
+        // A Content-Length beside it is ignored, and must not travel on
+        // (RFC 9112, 6.3); an HTTP/1.0 message with it is suspect, and
+        // its connection is not used again.
+        headers.remove(CONTENT_LENGTH);
+        if version == Version::HTTP_10 {
+            keep_alive = false;
+        }
+        if last_coding_is_chunked(&headers) {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else if headers.contains_key(CONTENT_LENGTH) {
+        match content_length(&headers)? {
+            0 => Framing::Empty,
+            length => Framing::Length(length),
+        }
+    } else {
+        Framing::UntilClose
+    };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(ResponseHead {
+        parts,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Where a header's name and value are in a response head.
+#[derive(Clone, Copy, Default)]
+struct HeaderSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl HeaderSpan {
+    /// The span of `part`, a slice of the buffer that starts at `base`.
+    fn of(part: &[u8], base: usize) -> (u32, u32) {
+        let start = part.as_ptr() as usize - base;
+        // A head is at most a few dozen KiB into the buffer.
+        (start as u32, (start + part.len()) as u32)
+    }
+
+    fn range((start, end): (u32, u32)) -> std::ops::Range<usize> {
+        start as usize..end as usize
+    }
+}
+
+/// True if a comma-separated header `name` lists `token` (any case).
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The one length that every `Content-Length` (and every item of a
+/// comma-separated one) agrees on.
+fn content_length(headers: &HeaderMap) -> Result<u64, ResponseError> {
+    let mut agreed = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        let text = value
+            .to_str()
+            .map_err(|_| ResponseError::BadContentLength)?;
+        for item in text.split(',') {
+            let item = item.trim();
+            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ResponseError::BadContentLength);
+            }
+            let length: u64 = item.parse().map_err(|_| ResponseError::BadContentLength)?;
+            if agreed.is_some_and(|seen| seen != length) {
+                return Err(ResponseError::BadContentLength);
+            }
+            agreed = Some(length);
+        }
+    }
+    agreed.ok_or(ResponseError::BadContentLength)
+}
+
+/// What a body decoder found in the buffer.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body ended, with these trailers (chunked only).
+    End(Option<HeaderMap>),
+    /// More bytes are needed from the connection.
+    NeedMore,
+}
+
+/// Where a chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// At a chunk-size line.
+    Size,
+    /// Inside a chunk's data, with this much left.
+    Data(u64),
+    /// At the line end after a chunk's data.
+    DataEnd,
+    /// In the trailer section.
+    Trailers,
+}
+
+/// Takes a response body out of the connection's read buffer as it
+/// arrives, by its framing.
+#[derive(Debug)]
+pub struct BodyDecoder {
+    framing: Framing,
+    /// Bytes left for [`Framing::Length`].
+    remaining: u64,
+    chunk: Chunk,
+    ended: bool,
+}
+
+impl BodyDecoder {
+    /// A decoder for a body framed as `framing`.
+    pub fn new(framing: Framing) -> Self {
+        let remaining = match framing {
+            Framing::Length(length) => length,
+            _ => 0,
+        };
+        Self {
+            framing,
+            remaining,
+            chunk: Chunk::Size,
+            ended: framing == Framing::Empty,
+        }
+    }
+
+    /// True once the whole body has been taken.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Bytes still to come, if that is known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Empty => Some(0),
+            Framing::Length(_) => Some(self.remaining),
+            Framing::Chunked | Framing::UntilClose => None,
+        }
+    }
+
+    /// True if the body ends when the connection closes.
+    pub fn ends_at_close(&self) -> bool {
+        self.framing == Framing::UntilClose
+    }
+
+    /// Marks a close-delimited body as ended (the connection closed).
+    pub fn closed(&mut self) {
+        if self.ends_at_close() {
+            self.ended = true;
+        }
+    }
+
+    /// Takes what it can of the body from the front of `buffer`.
+    pub fn decode(&mut self, buffer: &mut BytesMut) -> Result<Decoded, ResponseError> {
+        if self.ended {
+            return Ok(Decoded::End(None));
+        }
+        match self.framing {
+            Framing::Empty => Ok(Decoded::End(None)),
+            Framing::UntilClose if buffer.is_empty() => Ok(Decoded::NeedMore),
+            Framing::UntilClose => Ok(Decoded::Data(buffer.split().freeze())),
+            Framing::Length(_) if buffer.is_empty() => Ok(Decoded::NeedMore),
+            Framing::Length(_) => {
+                let take = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buffer.len());
+                self.remaining -= take as u64;
+                self.ended = self.remaining == 0;
+                Ok(Decoded::Data(buffer.split_to(take).freeze()))
+            }
+            Framing::Chunked => self.decode_chunked(buffer),
+        }
+    }
+
+    fn decode_chunked(&mut self, buffer: &mut BytesMut) -> Result<Decoded, ResponseError> {
+        loop {
+            match self.chunk {
+                Chunk::Size => {
+                    let Some(line) = take_line(buffer, MAX_CHUNK_LINE_BYTES)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let size = chunk_size(&line)?;
+                    self.chunk = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(_) if buffer.is_empty() => return Ok(Decoded::NeedMore),
+                Chunk::Data(left) => {
+                    let take = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(buffer.len());
+                    let left = left - take as u64;
+                    self.chunk = if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    };
+                    return Ok(Decoded::Data(buffer.split_to(take).freeze()));
+                }
+                Chunk::DataEnd => {
+                    let Some(line) = take_line(buffer, 2)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    if !line.is_empty() {
+                        return Err(ResponseError::MalformedChunk("data longer than its size"));
+                    }
+                    self.chunk = Chunk::Size;
+                }
+                Chunk::Trailers => return self.decode_trailers(buffer),
+            }
+        }
+    }
+
+    /// The trailer section is taken whole once its closing empty line is
+    /// in, so that a partial one is never handed on.
+    fn decode_trailers(&mut self, buffer: &mut BytesMut) -> Result<Decoded, ResponseError> {
+        let Some(end) = trailer_section_end(buffer)? else {
+            return Ok(Decoded::NeedMore);
+        };
+        let section = buffer.split_to(end).freeze();
+        let mut trailers = HeaderMap::new();
+        for line in section.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                return Err(ResponseError::MalformedChunk(
+                    "a trailer line without a colon",
+                ));
+            };
+            let name = HeaderName::from_bytes(&line[..colon])
+                .map_err(|_| ResponseError::MalformedChunk("a bad trailer name"))?;
+            let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii())
+                .map_err(|_| ResponseError::MalformedChunk("a bad trailer value"))?;
+            trailers.append(name, value);
+        }
+        self.ended = true;
+        Ok(Decoded::End((!trailers.is_empty()).then_some(trailers)))
+    }
+}
+
+/// Takes one line (without its line end; a bare LF is accepted) off the
+/// front of `buffer`, or `None` if it has not all arrived.
+fn take_line(buffer: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, ResponseError> {
+    let Some(newline) = buffer.iter().take(max + 1).position(|&b| b == b'\n') else {
+        return if buffer.len() > max {
+            Err(ResponseError::MalformedChunk("a chunk line too long"))
+        } else {
+            Ok(None)
+        };
+    };
+    let mut line = buffer.split_to(newline + 1);
+    line.truncate(newline);
+    if line.last() == Some(&b'\r') {
+        line.truncate(newline - 1);
+    }
+    Ok(Some(line))
+}
+
+/// The size of a chunk-size line: hex digits, then nothing, whitespace or
+/// extensions (which are ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, ResponseError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(ResponseError::MalformedChunk(
+            "a chunk size that is not hex",
+        ));
+    }
+    if digits > 15 {
+        return Err(ResponseError::MalformedChunk("a chunk size too large"));
+    }
+    let rest = &line[digits..];
+    if !matches!(rest.first(), None | Some(b';' | b' ' | b'\t')) {
+        return Err(ResponseError::MalformedChunk(
+            "a chunk size that is not hex",
+        ));
+    }
+    let text = std::str::from_utf8(&line[..digits]).unwrap_or("0");
+    u64::from_str_radix(text, 16).map_err(|_| ResponseError::MalformedChunk("a bad chunk size"))
+}
+
+/// Where the trailer section (ended by an empty line) ends in `buffer`,
+/// counting that line.
+fn trailer_section_end(buffer: &BytesMut) -> Result<Option<usize>, ResponseError> {
+    let mut start = 0;
+    while let Some(offset) = buffer[start..].iter().position(|&b| b == b'\n') {
+        let line = &buffer[start..start + offset];
+        start += offset + 1;
+        if line.is_empty() || line == b"\r" {
+            return Ok(Some(start));
+        }
+    }
+    if buffer.remaining() > MAX_HEAD_BYTES {
+        return Err(ResponseError::MalformedChunk("a trailer section too long"));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str, method: &Method) -> Result<Option<ResponseHead>, ResponseError> {
+        parse_response_head(&mut BytesMut::from(text), method)
+    }
+
+    fn framing_of(text: &str) -> (Framing, bool) {
+        let parsed = head(text, &Method::GET).expect("valid").expect("complete");
+        (parsed.framing, parsed.keep_alive)
+    }
+
+    #[test]
+    fn a_request_head_is_written_in_origin_form() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("app"));
+        headers.append("x-many", HeaderValue::from_static("1"));
+        headers.append("x-many", HeaderValue::from_static("2"));
+        let mut out = BytesMut::new();
+        encode_request_head(&Method::GET, "/a?b=c", &headers, &mut out);
+        assert_eq!(
+            &out[..],
+            b"GET /a?b=c HTTP/1.1\r\nhost: app\r\nx-many: 1\r\nx-many: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_bodiless_post_says_its_length_is_zero() {
+        let mut out = BytesMut::new();
+        encode_request_head(&Method::POST, "/", &HeaderMap::new(), &mut out);
+        assert_eq!(&out[..], b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn chunks_are_written_in_hex_with_trailers_at_the_end() {
+        let mut out = BytesMut::new();
+        encode_chunk(&[b'x'; 26], &mut out);
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", HeaderValue::from_static("9"));
+        encode_last_chunk(Some(&trailers), &mut out);
+        let expected = format!("1a\r\n{}\r\n0\r\nx-sum: 9\r\n\r\n", "x".repeat(26));
+        assert_eq!(&out[..], expected.as_bytes());
+    }
+
+    #[test]
+    fn a_partial_head_asks_for_more_and_a_whole_one_is_taken_out() {
+        assert!(
+            head("HTTP/1.1 200 OK\r\ncontent-le", &Method::GET)
+                .expect("valid so far")
+                .is_none()
+        );
+        let mut buffer =
+            BytesMut::from("HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokNEXT");
+        let parsed = parse_response_head(&mut buffer, &Method::GET)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(parsed.parts.status, StatusCode::CREATED);
+        assert_eq!(parsed.parts.headers["x-a"], "b");
+        assert_eq!(parsed.framing, Framing::Length(2));
+        assert!(parsed.keep_alive);
+        assert_eq!(&buffer[..], b"okNEXT");
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        assert_eq!(
+            framing_of(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 5\r\n\r\n"
+            ),
+            (Framing::Chunked, true)
+        );
+        assert_eq!(
+            framing_of("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"),
+            (Framing::UntilClose, false)
+        );
+        assert_eq!(
+            framing_of("HTTP/1.1 200 OK\r\n\r\n"),
+            (Framing::UntilClose, false)
+        );
+        assert_eq!(
+            framing_of("HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n"),
+            (Framing::Empty, true)
+        );
+        assert_eq!(
+            framing_of("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\n"),
+            (Framing::Length(3), true)
+        );
+        assert_eq!(
+            framing_of("HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"),
+            (Framing::Length(3), false)
+        );
+        assert_eq!(
+            framing_of("HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\n"),
+            (Framing::Length(3), false)
+        );
+        assert_eq!(
+            framing_of("HTTP/1.0 200 OK\r\ncontent-length: 3\r\nconnection: keep-alive\r\n\r\n"),
+            (Framing::Length(3), true)
+        );
+        let to_head = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n",
+            &Method::HEAD,
+        )
+        .expect("valid")
+        .expect("complete");
+        assert_eq!(to_head.framing, Framing::Empty);
+    }
+
+    #[test]
+    fn a_content_length_beside_transfer_encoding_does_not_travel_on() {
+        let parsed = head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+            &Method::GET,
+        )
+        .expect("valid")
+        .expect("complete");
+        assert!(!parsed.parts.headers.contains_key(CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn bad_heads_and_lengths_are_errors() {
+        for bad in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: +3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 3, 4\r\n\r\n",
+        ] {
+            assert_eq!(
+                head(bad, &Method::GET).expect_err(bad),
+                ResponseError::BadContentLength
+            );
+        }
+        assert!(matches!(
+            head("HTTP/1.1 2x0 OK\r\n\r\n", &Method::GET),
+            Err(ResponseError::MalformedHead(_))
+        ));
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES));
+        assert_eq!(
+            head(&huge, &Method::GET).expect_err("too large"),
+            ResponseError::HeadTooLarge
+        );
+    }
+
+    /// Feeds `wire` to a chunked decoder `step` bytes at a time.
+    fn decode_chunked_by(
+        wire: &[u8],
+        step: usize,
+    ) -> Result<(Vec<u8>, Option<HeaderMap>), ResponseError> {
+        let mut decoder = BodyDecoder::new(Framing::Chunked);
+        let mut buffer = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decoder.decode(&mut buffer)? {
+                Decoded::Data(data) => body.extend_from_slice(&data),
+                Decoded::End(trailers) => return Ok((body, trailers)),
+                Decoded::NeedMore => {
+                    assert!(
+                        fed < wire.len(),
+                        "the decoder wants more than the whole body"
+                    );
+                    let next = (fed + step).min(wire.len());
+                    buffer.extend_from_slice(&wire[fed..next]);
+                    fed = next;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_however_they_are_split() {
+        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-sum: 12\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (body, trailers) = decode_chunked_by(wire, step).expect("valid");
+            assert_eq!(body, b"hello, world", "step {step}");
+            assert_eq!(trailers.expect("trailers")["x-sum"], "12");
+        }
+        let (body, trailers) = decode_chunked_by(b"3\nabc\n0\n\n", 1).expect("bare LFs");
+        assert_eq!(body, b"abc");
+        assert!(trailers.is_none());
+    }
+
+    #[test]
+    fn malformed_chunks_are_errors() {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"3\r\nabcd\r\n",
+            b"ffffffffffffffff\r\n",
+            b"3x\r\n",
+        ] {
+            assert!(
+                matches!(
+                    decode_chunked_by(bad, 64),
+                    Err(ResponseError::MalformedChunk(_))
+                ),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_length_body_stops_at_its_length() {
+        let mut decoder = BodyDecoder::new(Framing::Length(3));
+        let mut buffer = BytesMut::from("abcdef");
+        assert_eq!(
+            decoder.decode(&mut buffer).expect("valid"),
+            Decoded::Data(Bytes::from_static(b"abc"))
+        );
+        assert!(decoder.is_ended());
+        assert_eq!(&buffer[..], b"def");
+    }
+}

@@ -1,0 +1,796 @@
+//! One request on one upstream connection, run in the request's own task:
+//! the head and body written out while the response head is awaited, then
+//! the response body read as the client takes it. The connection goes
+//! back to its pool the moment the response's last byte is read, if it
+//! can take another request.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+
+use super::upstream_codec::{
+    self, BodyDecoder, Decoded, Framing, ResponseError, encode_chunk, encode_last_chunk,
+    encode_request_head, parse_response_head,
+};
+use super::upstream_pool::IdleConnections;
+
+/// Room kept free in a connection's read buffer before each read.
+const READ_ROOM: usize = 4 * 1024;
+/// What the read buffer grows by when that room is not there.
+const READ_GROWTH: usize = 32 * 1024;
+
+/// An open connection to the upstream and what has been read from it but
+/// not yet taken.
+pub struct UpstreamConnection {
+    stream: TcpStream,
+    buffer: BytesMut,
+}
+
+impl UpstreamConnection {
+    /// A connection over `stream`, nothing read yet.
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// True if an idle connection can still take a request: the upstream
+    /// has neither closed it nor sent anything unasked. Costs a system
+    /// call only when the socket was reported readable.
+    pub fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
+    }
+
+    /// Reads what has arrived into the buffer; `Ok(0)` is the end.
+    ///
+    /// Through `poll_read`, which takes a read that filled less than the
+    /// room offered as the socket drained: the probe in
+    /// [`is_open`](Self::is_open) then costs no system call.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.buffer.capacity() - self.buffer.len() < READ_ROOM {
+            self.buffer.reserve(READ_GROWTH);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
+    }
+}
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The connection closed before a byte of the response came.
+    #[error("the application closed the connection without answering")]
+    Closed,
+    /// The connection closed in the middle of the response.
+    #[error("the application closed the connection in the middle of its response")]
+    Truncated,
+    /// Writing the request failed.
+    #[error("writing the request to the application")]
+    Write(#[source] std::io::Error),
+    /// Reading the response failed.
+    #[error("reading the application's response")]
+    Read(#[source] std::io::Error),
+    /// The response broke HTTP/1.1.
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+    /// The request body failed on its way (the client's side).
+    #[error("the request body failed")]
+    RequestBody(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The request body did not fit its declared framing.
+    #[error("the request body did not match its declared length")]
+    RequestLength,
+}
+
+impl ExchangeError {
+    /// True if the connection was reset or broken under the exchange.
+    pub fn is_reset(&self) -> bool {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        match self {
+            ExchangeError::Write(error) | ExchangeError::Read(error) => {
+                matches!(
+                    error.kind(),
+                    ConnectionReset | BrokenPipe | ConnectionAborted
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An exchange that failed, and whether any of the response had come.
+#[derive(Debug)]
+pub struct Failed {
+    /// What went wrong.
+    pub error: ExchangeError,
+    /// True if the upstream had sent part of a response.
+    pub answered: bool,
+}
+
+/// The request body on its way out, framed as its head declares.
+struct Outgoing<B> {
+    /// `None` once its end has been framed.
+    body: Option<B>,
+    framing: Framing,
+    /// Bytes still allowed by a `Content-Length`.
+    remaining: u64,
+    /// Boxed: rare, and large beside the rest.
+    trailers: Option<Box<HeaderMap>>,
+    /// Framed bytes not yet written.
+    pending: Bytes,
+}
+
+impl<B> Outgoing<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn new(head: Bytes, body: B, framing: Framing) -> Result<Self, ExchangeError> {
+        let remaining = match framing {
+            Framing::Length(length) => length,
+            _ => 0,
+        };
+        let mut outgoing = Self {
+            body: Some(body),
+            framing,
+            remaining,
+            trailers: None,
+            pending: head,
+        };
+        // A body known to be empty is never polled: its end goes out with
+        // the head.
+        if outgoing.body.as_ref().is_some_and(Body::is_end_stream) {
+            outgoing.body = None;
+            let end = outgoing.end()?;
+            if !end.is_empty() {
+                let mut joined = BytesMut::from(&outgoing.pending[..]);
+                joined.extend_from_slice(&end);
+                outgoing.pending = joined.freeze();
+            }
+        }
+        Ok(outgoing)
+    }
+
+    /// Writes what is framed and frames what the body gives, until both
+    /// are done or one has to wait.
+    fn poll_send(
+        &mut self,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ExchangeError>> {
+        loop {
+            while !self.pending.is_empty() {
+                let written = ready!(Pin::new(&mut *stream).poll_write(cx, &self.pending))
+                    .map_err(ExchangeError::Write)?;
+                if written == 0 {
+                    return Poll::Ready(Err(ExchangeError::Write(
+                        std::io::ErrorKind::WriteZero.into(),
+                    )));
+                }
+                self.pending.advance(written);
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            match ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.pending = self.frame(data)?,
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            self.trailers = Some(Box::new(trailers));
+                        }
+                    }
+                },
+                Some(Err(error)) => {
+                    return Poll::Ready(Err(ExchangeError::RequestBody(error.into())));
+                }
+                None => {
+                    self.body = None;
+                    self.pending = self.end()?;
+                }
+            }
+        }
+    }
+
+    /// The bytes that carry `data` in the body's framing.
+    fn frame(&mut self, data: Bytes) -> Result<Bytes, ExchangeError> {
+        if data.is_empty() {
+            return Ok(data);
+        }
+        match self.framing {
+            Framing::Length(_) => {
+                let length = data.len() as u64;
+                if length > self.remaining {
+                    return Err(ExchangeError::RequestLength);
+                }
+                self.remaining -= length;
+                Ok(data)
+            }
+            Framing::Chunked => {
+                let mut framed = BytesMut::new();
+                encode_chunk(&data, &mut framed);
+                Ok(framed.freeze())
+            }
+            Framing::Empty | Framing::UntilClose => Err(ExchangeError::RequestLength),
+        }
+    }
+
+    /// The bytes that end the body.
+    fn end(&mut self) -> Result<Bytes, ExchangeError> {
+        match self.framing {
+            Framing::Length(_) if self.remaining > 0 => Err(ExchangeError::RequestLength),
+            Framing::Chunked => {
+                let mut framed = BytesMut::new();
+                encode_last_chunk(self.trailers.as_deref(), &mut framed);
+                Ok(framed.freeze())
+            }
+            _ => Ok(Bytes::new()),
+        }
+    }
+}
+
+/// A request framed for the wire: its head written out and its body
+/// ready to follow.
+pub struct Prepared<B> {
+    method: http::Method,
+    outgoing: Outgoing<B>,
+}
+
+/// Writes out the head of `request` (origin-form target, headers as they
+/// go upstream) and frames its body as the head declares.
+pub fn prepare<B>(request: Request<B>) -> Result<Prepared<B>, ExchangeError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = request.into_parts();
+    let framing = upstream_codec::request_framing(&parts.headers);
+    let mut head = BytesMut::new();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |target| target.as_str());
+    encode_request_head(&parts.method, target, &parts.headers, &mut head);
+    Ok(Prepared {
+        method: parts.method,
+        outgoing: Outgoing::new(head.freeze(), body, framing)?,
+    })
+}
+
+/// Sends a prepared request on `connection` and waits for the response
+/// head. Informational responses other than `101` are skipped.
+pub async fn exchange<B>(
+    mut connection: UpstreamConnection,
+    prepared: Prepared<B>,
+    idle: &Arc<IdleConnections>,
+) -> Result<Response<UpstreamResponse<B>>, Failed>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Prepared { method, outgoing } = prepared;
+    let mut outgoing = Some(outgoing);
+    let mut write_failed = None;
+    let mut answered = false;
+    let head = poll_fn(|cx| {
+        loop {
+            if let Some(sending) = outgoing.as_mut() {
+                match sending.poll_send(&mut connection.stream, cx) {
+                    Poll::Ready(Ok(())) => outgoing = None,
+                    // The upstream may have answered before it stopped
+                    // reading (a 413, say): its answer is still read.
+                    Poll::Ready(Err(ExchangeError::Write(error))) => {
+                        write_failed = Some(error);
+                        outgoing = None;
+                    }
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => {}
+                }
+            }
+            match parse_response_head(&mut connection.buffer, &method)? {
+                Some(head)
+                    if head.parts.status.is_informational()
+                        && head.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    continue;
+                }
+                Some(head) => return Poll::Ready(Ok(head)),
+                None => {}
+            }
+            match ready!(connection.poll_fill(cx)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(match write_failed.take() {
+                        Some(error) => ExchangeError::Write(error),
+                        None if answered => ExchangeError::Truncated,
+                        None => ExchangeError::Closed,
+                    }));
+                }
+                Ok(_) => answered = true,
+                Err(error) => return Poll::Ready(Err(ExchangeError::Read(error))),
+            }
+        }
+    })
+    .await
+    .map_err(|error| Failed { error, answered })?;
+    let upgraded = head.parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut body = UpstreamResponse {
+        live: Some(Live {
+            connection,
+            outgoing: outgoing.map(Box::new),
+            reusable: head.keep_alive && write_failed.is_none() && !upgraded,
+            decoder: BodyDecoder::new(head.framing),
+            idle: idle.clone(),
+        }),
+        upgraded,
+    };
+    // A bodiless response is never polled: its connection goes back now.
+    if !upgraded
+        && body.is_end_stream()
+        && let Some(live) = body.live.take()
+    {
+        live.end();
+    }
+    Ok(Response::from_parts(head.parts, body))
+}
+
+/// A response body still being read from its connection.
+struct Live<B> {
+    connection: UpstreamConnection,
+    /// The request body, if it is still being sent when the response head
+    /// comes (rare, hence boxed: the response is moved whole, often).
+    outgoing: Option<Box<Outgoing<B>>>,
+    /// False once the connection cannot take another request.
+    reusable: bool,
+    decoder: BodyDecoder,
+    idle: Arc<IdleConnections>,
+}
+
+/// The upstream's response body, read from the connection as it is polled
+/// (which also sends what is left of the request body).
+pub struct UpstreamResponse<B> {
+    /// `None` once the body has ended or failed.
+    live: Option<Live<B>>,
+    upgraded: bool,
+}
+
+/// An upstream connection that switched protocols, and what the upstream
+/// sent after its `101` that is already read.
+pub struct Tunnel {
+    /// The connection.
+    pub stream: TcpStream,
+    /// Bytes of the new protocol already read.
+    pub buffered: Bytes,
+}
+
+impl<B> Live<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// The response has ended. If the request body is still coming (the
+    /// upstream answered before it had read it all), it goes on being sent
+    /// in a task of its own, so the client's upload is not cut off; then
+    /// the connection goes back to the pool if it can take another
+    /// request (nothing unasked read, nothing failed).
+    fn end(mut self) {
+        let Some(mut outgoing) = self.outgoing.take() else {
+            self.release();
+            return;
+        };
+        tokio::spawn(async move {
+            let stream = &mut self.connection.stream;
+            if poll_fn(|cx| outgoing.poll_send(stream, cx)).await.is_err() {
+                self.reusable = false;
+            }
+            self.release();
+        });
+    }
+
+    fn release(self) {
+        if self.reusable && self.connection.buffer.is_empty() {
+            self.idle.checkin(self.connection);
+        }
+    }
+}
+
+impl<B> UpstreamResponse<B> {
+    /// The connection of a `101 Switching Protocols` answer, once.
+    pub fn take_tunnel(&mut self) -> Option<Tunnel> {
+        if !self.upgraded {
+            return None;
+        }
+        self.live.take().map(|live| Tunnel {
+            stream: live.connection.stream,
+            buffered: live.connection.buffer.freeze(),
+        })
+    }
+}
+
+impl<B> Body for UpstreamResponse<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let this = &mut *self;
+        let Some(live) = this.live.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(sending) = live.outgoing.as_mut() {
+            match sending.poll_send(&mut live.connection.stream, cx) {
+                Poll::Ready(Ok(())) => live.outgoing = None,
+                Poll::Ready(Err(ExchangeError::Write(_))) => {
+                    live.outgoing = None;
+                    live.reusable = false;
+                }
+                Poll::Ready(Err(error)) => {
+                    this.live = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            let decoded = match live.decoder.decode(&mut live.connection.buffer) {
+                Ok(decoded) => decoded,
+                Err(error) => {
+                    this.live = None;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+            };
+            match decoded {
+                Decoded::Data(data) => {
+                    if live.decoder.is_ended()
+                        && let Some(live) = this.live.take()
+                    {
+                        live.end();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Decoded::End(trailers) => {
+                    if let Some(live) = this.live.take() {
+                        live.end();
+                    }
+                    return Poll::Ready(trailers.map(|trailers| Ok(Frame::trailers(trailers))));
+                }
+                Decoded::NeedMore => {}
+            }
+            match ready!(live.connection.poll_fill(cx)) {
+                Ok(0) if live.decoder.ends_at_close() => {
+                    live.decoder.closed();
+                    this.live = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.live = None;
+                    return Poll::Ready(Some(Err(ExchangeError::Truncated)));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    this.live = None;
+                    return Poll::Ready(Some(Err(ExchangeError::Read(error))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_none_or(|live| live.decoder.is_ended())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.live.as_ref() {
+            None => SizeHint::with_exact(0),
+            Some(live) => match live.decoder.remaining() {
+                Some(remaining) => SizeHint::with_exact(remaining),
+                None => SizeHint::default(),
+            },
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for UpstreamResponse<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamResponse")
+            .field("live", &self.live.is_some())
+            .field("upgraded", &self.upgraded)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::{BodyExt, Empty, Full};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::proxy::upstream_pool::{UpstreamError, UpstreamPool};
+
+    /// A request body the test feeds as it goes.
+    struct Fed(mpsc::Receiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|data| data.map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    /// An upstream that takes one connection and runs `script` on it.
+    async fn upstream<F, Fut>(script: F) -> std::net::SocketAddr
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            script(stream).await;
+        });
+        address
+    }
+
+    /// Reads from `stream` until what was read ends with `end`.
+    async fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+        let mut read = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !read.ends_with(end) {
+            let count = stream.read(&mut chunk).await.expect("read");
+            assert!(
+                count > 0,
+                "closed after {:?}",
+                String::from_utf8_lossy(&read)
+            );
+            read.extend_from_slice(&chunk[..count]);
+        }
+        read
+    }
+
+    /// What an upstream from [`answering`] does after its answer.
+    #[derive(Clone, Copy)]
+    enum After {
+        Close,
+        Wait,
+    }
+
+    /// An upstream that reads one request head and sends `answer`.
+    async fn answering(answer: &'static [u8], after: After) -> std::net::SocketAddr {
+        upstream(move |mut stream| async move {
+            read_until(&mut stream, b"\r\n\r\n").await;
+            stream.write_all(answer).await.expect("answer");
+            if let After::Wait = after {
+                let _ = stream.read(&mut [0u8; 1]).await;
+            }
+        })
+        .await
+    }
+
+    /// A GET through `pool`, which must get a response head.
+    async fn get_from(pool: &UpstreamPool) -> Response<UpstreamResponse<Empty<Bytes>>> {
+        pool.send(get(), || None)
+            .await
+            .expect("a response")
+            .response
+    }
+
+    fn pool(address: std::net::SocketAddr) -> UpstreamPool {
+        let authority = address.to_string().parse().expect("an authority");
+        UpstreamPool::new(
+            authority,
+            Duration::from_secs(2),
+            Duration::from_secs(90),
+            8,
+        )
+    }
+
+    fn get() -> Request<Empty<Bytes>> {
+        Request::get("/")
+            .header("host", "app")
+            .body(Empty::new())
+            .expect("a request")
+    }
+
+    async fn collect<B>(
+        body: UpstreamResponse<B>,
+    ) -> Result<http_body_util::Collected<Bytes>, ExchangeError>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        body.collect().await
+    }
+
+    #[tokio::test]
+    async fn a_chunked_request_goes_out_chunked_and_a_chunked_answer_is_read_with_trailers() {
+        let (seen, received) = tokio::sync::oneshot::channel();
+        let address = upstream(|mut stream| async move {
+            let request = read_until(&mut stream, b"0\r\nx-sum: 9\r\n\r\n").await;
+            let _ = seen.send(request);
+            let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-t: 1\r\n\r\n";
+            stream.write_all(answer).await.expect("answer");
+            let _ = stream.read(&mut [0u8; 1]).await;
+        })
+        .await;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", http::HeaderValue::from_static("9"));
+        let body = Full::new(Bytes::from_static(b"hello"))
+            .with_trailers(std::future::ready(Some(Ok(trailers))));
+        let request = Request::post("/up")
+            .header("host", "app")
+            .header("transfer-encoding", "chunked")
+            .body(body)
+            .expect("a request");
+        let pool = pool(address);
+        let response = pool
+            .send(request, || None)
+            .await
+            .expect("a response")
+            .response;
+        let collected = collect(response.into_body()).await.expect("a body");
+        assert_eq!(collected.trailers().expect("trailers")["x-t"], "1");
+        assert_eq!(collected.to_bytes(), "ok");
+        let request = received.await.expect("the request");
+        assert_eq!(
+            String::from_utf8_lossy(&request),
+            "POST /up HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n0\r\nx-sum: 9\r\n\r\n"
+        );
+        assert_eq!(pool.idle_len(), 1, "the connection went back");
+    }
+
+    #[tokio::test]
+    async fn informational_answers_are_skipped() {
+        let address = answering(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n\
+              HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            After::Wait,
+        )
+        .await;
+        let response = get_from(&pool(address)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = collect(response.into_body()).await.expect("a body");
+        assert_eq!(body.to_bytes(), "ok");
+    }
+
+    #[tokio::test]
+    async fn a_switch_of_protocols_hands_over_the_connection_and_what_came_after_it() {
+        let address = upstream(|mut stream| async move {
+            read_until(&mut stream, b"\r\n\r\n").await;
+            let answer = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\nEARLY";
+            stream.write_all(answer).await.expect("answer");
+            read_until(&mut stream, b"ping").await;
+            stream.write_all(b"pong").await.expect("pong");
+        })
+        .await;
+        let pool = pool(address);
+        let mut response = pool
+            .send(get(), || None)
+            .await
+            .expect("a response")
+            .response;
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let mut tunnel = response.body_mut().take_tunnel().expect("a tunnel");
+        assert_eq!(tunnel.buffered, "EARLY");
+        tunnel.stream.write_all(b"ping").await.expect("ping");
+        assert_eq!(read_until(&mut tunnel.stream, b"pong").await, b"pong");
+        assert_eq!(pool.idle_len(), 0, "a tunnel is not pooled");
+    }
+
+    #[tokio::test]
+    async fn an_upload_goes_on_after_an_early_answer_and_its_connection_is_kept() {
+        let address = upstream(|mut stream| async move {
+            read_until(&mut stream, b"\r\n\r\n").await;
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            stream.write_all(answer).await.expect("answer");
+            read_until(&mut stream, b"4\r\nrest\r\n0\r\n\r\n").await;
+            read_until(&mut stream, b"\r\n\r\n").await;
+            stream.write_all(answer).await.expect("second answer");
+            let _ = stream.read(&mut [0u8; 1]).await;
+        })
+        .await;
+        let pool = pool(address);
+        let (feed, fed) = mpsc::channel(4);
+        let request = Request::post("/up")
+            .header("host", "app")
+            .header("transfer-encoding", "chunked")
+            .body(Fed(fed))
+            .expect("a request");
+        let response = pool
+            .send(request, || None)
+            .await
+            .expect("a response")
+            .response;
+        assert_eq!(
+            collect(response.into_body())
+                .await
+                .expect("a body")
+                .to_bytes(),
+            "ok"
+        );
+        assert_eq!(pool.idle_len(), 0, "busy sending the upload");
+        feed.send(Bytes::from_static(b"rest")).await.expect("fed");
+        drop(feed);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pool.idle_len() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the upload never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The upstream answers on the same connection, or not at all.
+        let again = pool
+            .send(get(), || None)
+            .await
+            .expect("a second response")
+            .response;
+        assert_eq!(
+            collect(again.into_body()).await.expect("a body").to_bytes(),
+            "ok"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_ends_at_close_is_read_to_the_close_and_not_kept() {
+        let address = answering(b"HTTP/1.1 200 OK\r\n\r\nall of it", After::Close).await;
+        let pool = pool(address);
+        let body = collect(get_from(&pool).await.into_body()).await;
+        assert_eq!(body.expect("a body").to_bytes(), "all of it");
+        assert_eq!(pool.idle_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error() {
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort";
+        let address = answering(answer, After::Close).await;
+        let response = get_from(&pool(address)).await;
+        let error = collect(response.into_body()).await.expect_err("cut short");
+        assert!(matches!(error, ExchangeError::Truncated), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_answer_is_an_error_and_not_sent_again() {
+        let address = answering(b"garbage\r\n\r\n", After::Wait).await;
+        let error = pool(address)
+            .send(get(), || Some(get()))
+            .await
+            .expect_err("malformed");
+        assert!(
+            matches!(
+                error,
+                UpstreamError::Exchange(ExchangeError::Response(ResponseError::MalformedHead(_)))
+            ),
+            "{error}"
+        );
+    }
+}
