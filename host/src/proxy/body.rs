@@ -18,7 +18,7 @@ use super::upstream_exchange::{ExchangeError, Tunnel, UpstreamResponse};
 pub type UpstreamRequestBody = Either<CountingBody, Empty<Bytes>>;
 
 /// The upstream's response body, as read from its connection.
-pub type UpstreamResponseBody = UpstreamResponse<UpstreamRequestBody>;
+pub type UpstreamResponseBody = UpstreamResponse;
 
 /// A request body on its way upstream, counting the bytes read.
 pub struct CountingBody {

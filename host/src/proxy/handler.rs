@@ -187,6 +187,9 @@ impl Proxy {
     /// Applies `limits` (body size, request timeout; the listener reads the
     /// connection limits from here too).
     pub fn with_limits(mut self, limits: Limits) -> Self {
+        // The rest of an upload that outlives its response gets the time
+        // a client has for its whole request.
+        self.pool.set_upload_timeout(limits.request_timeout);
         self.limits = limits;
         self
     }

@@ -9,7 +9,7 @@
 //! the request's own task: no connection task, no channel to it and back,
 //! no read of an idle socket after every response.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
@@ -198,11 +198,11 @@ pub fn parse_response_head(
     let framing = if bodiless {
         Framing::Empty
     } else if headers.contains_key(TRANSFER_ENCODING) {
-        // A Content-Length beside it is ignored, and must not travel on
-        // (RFC 9112, 6.3); an HTTP/1.0 message with it is suspect, and
-        // its connection is not used again.
-        headers.remove(CONTENT_LENGTH);
-        if version == Version::HTTP_10 {
+        // A Content-Length beside it is ignored and must not travel on;
+        // the two together, or Transfer-Encoding in HTTP/1.0, are a sign
+        // that sender and receiver may disagree on where the message ends,
+        // so the connection is not used again (RFC 9112, 6.1 and 6.3).
+        if headers.remove(CONTENT_LENGTH).is_some() || version == Version::HTTP_10 {
             keep_alive = false;
         }
         if last_coding_is_chunked(&headers) {
@@ -327,6 +327,8 @@ pub struct BodyDecoder {
     /// Bytes left for [`Framing::Length`].
     remaining: u64,
     chunk: Chunk,
+    /// How far the trailer section has been looked through.
+    trailers_scanned: usize,
     ended: bool,
 }
 
@@ -341,6 +343,7 @@ impl BodyDecoder {
             framing,
             remaining,
             chunk: Chunk::Size,
+            trailers_scanned: 0,
             ended: framing == Framing::Empty,
         }
     }
@@ -437,7 +440,7 @@ impl BodyDecoder {
     /// The trailer section is taken whole once its closing empty line is
     /// in, so that a partial one is never handed on.
     fn decode_trailers(&mut self, buffer: &mut BytesMut) -> Result<Decoded, ResponseError> {
-        let Some(end) = trailer_section_end(buffer)? else {
+        let Some(end) = trailer_section_end(buffer, &mut self.trailers_scanned)? else {
             return Ok(Decoded::NeedMore);
         };
         let section = buffer.split_to(end).freeze();
@@ -456,6 +459,9 @@ impl BodyDecoder {
                 .map_err(|_| ResponseError::MalformedChunk("a bad trailer name"))?;
             let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii())
                 .map_err(|_| ResponseError::MalformedChunk("a bad trailer value"))?;
+            if trailers.len() == MAX_RESPONSE_HEADERS {
+                return Err(ResponseError::MalformedChunk("too many trailers"));
+            }
             trailers.append(name, value);
         }
         self.ended = true;
@@ -484,40 +490,49 @@ fn take_line(buffer: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, Resp
 /// The size of a chunk-size line: hex digits, then nothing, whitespace or
 /// extensions (which are ignored).
 fn chunk_size(line: &[u8]) -> Result<u64, ResponseError> {
+    let not_hex = ResponseError::MalformedChunk("a chunk size that is not hex");
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 {
-        return Err(ResponseError::MalformedChunk(
-            "a chunk size that is not hex",
-        ));
+    if digits == 0 || !matches!(line.get(digits), None | Some(b';' | b' ' | b'\t')) {
+        return Err(not_hex);
     }
-    if digits > 15 {
+    // Leading zeros say nothing; more than 15 digits after them would be
+    // more than any body.
+    let zeros = line[..digits - 1]
+        .iter()
+        .take_while(|&&b| b == b'0')
+        .count();
+    let significant = &line[zeros..digits];
+    if significant.len() > 15 {
         return Err(ResponseError::MalformedChunk("a chunk size too large"));
     }
-    let rest = &line[digits..];
-    if !matches!(rest.first(), None | Some(b';' | b' ' | b'\t')) {
-        return Err(ResponseError::MalformedChunk(
-            "a chunk size that is not hex",
-        ));
-    }
-    let text = std::str::from_utf8(&line[..digits]).unwrap_or("0");
+    let text = std::str::from_utf8(significant).unwrap_or("0");
     u64::from_str_radix(text, 16).map_err(|_| ResponseError::MalformedChunk("a bad chunk size"))
 }
 
 /// Where the trailer section (ended by an empty line) ends in `buffer`,
-/// counting that line.
-fn trailer_section_end(buffer: &BytesMut) -> Result<Option<usize>, ResponseError> {
-    let mut start = 0;
-    while let Some(offset) = buffer[start..].iter().position(|&b| b == b'\n') {
+/// counting that line. `scanned` is where the last call stopped (the start
+/// of a line not yet complete), so bytes that trickle in are looked at
+/// once.
+fn trailer_section_end(
+    buffer: &BytesMut,
+    scanned: &mut usize,
+) -> Result<Option<usize>, ResponseError> {
+    let mut start = *scanned;
+    let found = loop {
+        let Some(offset) = buffer[start..].iter().position(|&b| b == b'\n') else {
+            break None;
+        };
         let line = &buffer[start..start + offset];
         start += offset + 1;
         if line.is_empty() || line == b"\r" {
-            return Ok(Some(start));
+            break Some(start);
         }
-    }
-    if buffer.remaining() > MAX_HEAD_BYTES {
+    };
+    *scanned = start;
+    if found.unwrap_or(buffer.len()) > MAX_HEAD_BYTES {
         return Err(ResponseError::MalformedChunk("a trailer section too long"));
     }
-    Ok(None)
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -587,10 +602,15 @@ mod tests {
     #[test]
     fn framing_follows_rfc_9112() {
         assert_eq!(
-            framing_of(
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 5\r\n\r\n"
-            ),
+            framing_of("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"),
             (Framing::Chunked, true)
+        );
+        assert_eq!(
+            framing_of(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n"
+            ),
+            (Framing::Chunked, false),
+            "the two together are not trusted with another request"
         );
         assert_eq!(
             framing_of("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"),
@@ -700,6 +720,38 @@ mod tests {
         let (body, trailers) = decode_chunked_by(b"3\nabc\n0\n\n", 1).expect("bare LFs");
         assert_eq!(body, b"abc");
         assert!(trailers.is_none());
+    }
+
+    #[test]
+    fn leading_zeros_in_a_chunk_size_do_not_count() {
+        let wire = b"00000000000000000000003\r\nabc\r\n0\r\n\r\n";
+        let (body, _) = decode_chunked_by(wire, 5).expect("valid");
+        assert_eq!(body, b"abc");
+    }
+
+    #[test]
+    fn trailer_sections_are_bounded_in_size_and_count() {
+        // Arriving whole, in one read, does not get past the size limit.
+        let mut wire = b"0\r\n".to_vec();
+        let mut index = 0;
+        while wire.len() <= MAX_HEAD_BYTES + 16 {
+            wire.extend_from_slice(format!("t{index}: v\r\n").as_bytes());
+            index += 1;
+        }
+        wire.extend_from_slice(b"\r\n");
+        assert_eq!(
+            decode_chunked_by(&wire, wire.len()).expect_err("too long"),
+            ResponseError::MalformedChunk("a trailer section too long")
+        );
+        let mut wire = b"0\r\n".to_vec();
+        for index in 0..=MAX_RESPONSE_HEADERS {
+            wire.extend_from_slice(format!("t{index}: v\r\n").as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        assert_eq!(
+            decode_chunked_by(&wire, 7).expect_err("too many"),
+            ResponseError::MalformedChunk("too many trailers")
+        );
     }
 
     #[test]

@@ -8,12 +8,14 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::upstream_codec::{
     self, BodyDecoder, Decoded, Framing, ResponseError, encode_chunk, encode_last_chunk,
@@ -59,11 +61,20 @@ impl UpstreamConnection {
     /// room offered as the socket drained: the probe in
     /// [`is_open`](Self::is_open) then costs no system call.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.buffer.capacity() - self.buffer.len() < READ_ROOM {
-            self.buffer.reserve(READ_GROWTH);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
+        fill(&mut self.stream, &mut self.buffer, cx)
     }
+}
+
+/// Reads what has arrived on `io` into `buffer`; `Ok(0)` is the end.
+fn fill(
+    io: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    if buffer.capacity() - buffer.len() < READ_ROOM {
+        buffer.reserve(READ_GROWTH);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buffer)
 }
 
 /// Why an exchange with the upstream failed.
@@ -165,7 +176,7 @@ where
     /// are done or one has to wait.
     fn poll_send(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut (impl AsyncWrite + Unpin),
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), ExchangeError>> {
         loop {
@@ -269,11 +280,18 @@ where
 
 /// Sends a prepared request on `connection` and waits for the response
 /// head. Informational responses other than `101` are skipped.
+///
+/// If the head comes before the request body has all gone out (the
+/// upstream answered early, or streams its answer as it reads), the rest
+/// of the body goes on in a task of its own, for at most `upload_timeout`,
+/// whether or not the client reads the response; that connection is not
+/// used again.
 pub async fn exchange<B>(
     mut connection: UpstreamConnection,
     prepared: Prepared<B>,
     idle: &Arc<IdleConnections>,
-) -> Result<Response<UpstreamResponse<B>>, Failed>
+    upload_timeout: Duration,
+) -> Result<Response<UpstreamResponse>, Failed>
 where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -323,11 +341,21 @@ where
     .await
     .map_err(|error| Failed { error, answered })?;
     let upgraded = head.parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut reusable = head.keep_alive && write_failed.is_none() && !upgraded;
+    let reader = match outgoing {
+        Some(outgoing) if !upgraded => {
+            reusable = false;
+            let UpstreamConnection { stream, buffer } = connection;
+            let (half, write) = stream.into_split();
+            finish_upload(outgoing, write, upload_timeout);
+            Reader::Half { half, buffer }
+        }
+        _ => Reader::Whole(connection),
+    };
     let mut body = UpstreamResponse {
         live: Some(Live {
-            connection,
-            outgoing: outgoing.map(Box::new),
-            reusable: head.keep_alive && write_failed.is_none() && !upgraded,
+            reader,
+            reusable,
             decoder: BodyDecoder::new(head.framing),
             idle: idle.clone(),
         }),
@@ -338,28 +366,79 @@ where
         && body.is_end_stream()
         && let Some(live) = body.live.take()
     {
-        live.end();
+        live.release();
     }
     Ok(Response::from_parts(head.parts, body))
 }
 
+/// Sends the rest of a request body through `write`, in a task of its
+/// own, for at most `timeout`.
+fn finish_upload<B>(mut outgoing: Outgoing<B>, mut write: OwnedWriteHalf, timeout: Duration)
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::spawn(async move {
+        let upload = poll_fn(|cx| outgoing.poll_send(&mut write, cx));
+        match tokio::time::timeout(timeout, upload).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "the rest of a request body did not go upstream")
+            }
+            Err(_) => tracing::debug!(
+                ?timeout,
+                "the rest of a request body was not taken upstream in time"
+            ),
+        }
+        // Dropped, the write half would send a FIN, which an application
+        // still streaming its answer could take for the client leaving;
+        // the socket closes with the read half instead.
+        write.forget();
+    });
+}
+
+/// Where a response body is read from.
+enum Reader {
+    /// The whole connection, which may go back to the pool.
+    Whole(UpstreamConnection),
+    /// The read half of a connection whose request body is still going
+    /// out through the other half; it is not pooled.
+    Half {
+        half: OwnedReadHalf,
+        buffer: BytesMut,
+    },
+}
+
+impl Reader {
+    fn buffer(&mut self) -> &mut BytesMut {
+        match self {
+            Reader::Whole(connection) => &mut connection.buffer,
+            Reader::Half { buffer, .. } => buffer,
+        }
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        match self {
+            Reader::Whole(connection) => connection.poll_fill(cx),
+            Reader::Half { half, buffer } => fill(half, buffer, cx),
+        }
+    }
+}
+
 /// A response body still being read from its connection.
-struct Live<B> {
-    connection: UpstreamConnection,
-    /// The request body, if it is still being sent when the response head
-    /// comes (rare, hence boxed: the response is moved whole, often).
-    outgoing: Option<Box<Outgoing<B>>>,
+struct Live {
+    reader: Reader,
     /// False once the connection cannot take another request.
     reusable: bool,
     decoder: BodyDecoder,
     idle: Arc<IdleConnections>,
 }
 
-/// The upstream's response body, read from the connection as it is polled
-/// (which also sends what is left of the request body).
-pub struct UpstreamResponse<B> {
+/// The upstream's response body, read from the connection as it is
+/// polled.
+pub struct UpstreamResponse {
     /// `None` once the body has ended or failed.
-    live: Option<Live<B>>,
+    live: Option<Live>,
     upgraded: bool,
 }
 
@@ -372,55 +451,37 @@ pub struct Tunnel {
     pub buffered: Bytes,
 }
 
-impl<B> Live<B>
-where
-    B: Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    /// The response has ended. If the request body is still coming (the
-    /// upstream answered before it had read it all), it goes on being sent
-    /// in a task of its own, so the client's upload is not cut off; then
-    /// the connection goes back to the pool if it can take another
-    /// request (nothing unasked read, nothing failed).
-    fn end(mut self) {
-        let Some(mut outgoing) = self.outgoing.take() else {
-            self.release();
-            return;
-        };
-        tokio::spawn(async move {
-            let stream = &mut self.connection.stream;
-            if poll_fn(|cx| outgoing.poll_send(stream, cx)).await.is_err() {
-                self.reusable = false;
-            }
-            self.release();
-        });
-    }
-
+impl Live {
+    /// The response has ended: the connection goes back to the pool if it
+    /// can take another request (whole, nothing unasked read, nothing
+    /// failed); otherwise it closes.
     fn release(self) {
-        if self.reusable && self.connection.buffer.is_empty() {
-            self.idle.checkin(self.connection);
+        if let Reader::Whole(connection) = self.reader
+            && self.reusable
+            && connection.buffer.is_empty()
+        {
+            self.idle.checkin(connection);
         }
     }
 }
 
-impl<B> UpstreamResponse<B> {
+impl UpstreamResponse {
     /// The connection of a `101 Switching Protocols` answer, once.
     pub fn take_tunnel(&mut self) -> Option<Tunnel> {
         if !self.upgraded {
             return None;
         }
-        self.live.take().map(|live| Tunnel {
-            stream: live.connection.stream,
-            buffered: live.connection.buffer.freeze(),
-        })
+        match self.live.take()?.reader {
+            Reader::Whole(connection) => Some(Tunnel {
+                stream: connection.stream,
+                buffered: connection.buffer.freeze(),
+            }),
+            Reader::Half { .. } => None,
+        }
     }
 }
 
-impl<B> Body for UpstreamResponse<B>
-where
-    B: Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl Body for UpstreamResponse {
     type Data = Bytes;
     type Error = ExchangeError;
 
@@ -432,22 +493,8 @@ where
         let Some(live) = this.live.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Some(sending) = live.outgoing.as_mut() {
-            match sending.poll_send(&mut live.connection.stream, cx) {
-                Poll::Ready(Ok(())) => live.outgoing = None,
-                Poll::Ready(Err(ExchangeError::Write(_))) => {
-                    live.outgoing = None;
-                    live.reusable = false;
-                }
-                Poll::Ready(Err(error)) => {
-                    this.live = None;
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Pending => {}
-            }
-        }
         loop {
-            let decoded = match live.decoder.decode(&mut live.connection.buffer) {
+            let decoded = match live.decoder.decode(live.reader.buffer()) {
                 Ok(decoded) => decoded,
                 Err(error) => {
                     this.live = None;
@@ -459,19 +506,19 @@ where
                     if live.decoder.is_ended()
                         && let Some(live) = this.live.take()
                     {
-                        live.end();
+                        live.release();
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Decoded::End(trailers) => {
                     if let Some(live) = this.live.take() {
-                        live.end();
+                        live.release();
                     }
                     return Poll::Ready(trailers.map(|trailers| Ok(Frame::trailers(trailers))));
                 }
                 Decoded::NeedMore => {}
             }
-            match ready!(live.connection.poll_fill(cx)) {
+            match ready!(live.reader.poll_fill(cx)) {
                 Ok(0) if live.decoder.ends_at_close() => {
                     live.decoder.closed();
                     this.live = None;
@@ -507,7 +554,7 @@ where
     }
 }
 
-impl<B> std::fmt::Debug for UpstreamResponse<B> {
+impl std::fmt::Debug for UpstreamResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamResponse")
             .field("live", &self.live.is_some())
@@ -596,7 +643,7 @@ mod tests {
     }
 
     /// A GET through `pool`, which must get a response head.
-    async fn get_from(pool: &UpstreamPool) -> Response<UpstreamResponse<Empty<Bytes>>> {
+    async fn get_from(pool: &UpstreamPool) -> Response<UpstreamResponse> {
         pool.send(get(), || None)
             .await
             .expect("a response")
@@ -620,13 +667,9 @@ mod tests {
             .expect("a request")
     }
 
-    async fn collect<B>(
-        body: UpstreamResponse<B>,
-    ) -> Result<http_body_util::Collected<Bytes>, ExchangeError>
-    where
-        B: Body<Data = Bytes> + Unpin + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    async fn collect(
+        body: UpstreamResponse,
+    ) -> Result<http_body_util::Collected<Bytes>, ExchangeError> {
         body.collect().await
     }
 
@@ -706,58 +749,70 @@ mod tests {
         assert_eq!(pool.idle_len(), 0, "a tunnel is not pooled");
     }
 
-    #[tokio::test]
-    async fn an_upload_goes_on_after_an_early_answer_and_its_connection_is_kept() {
-        let address = upstream(|mut stream| async move {
-            read_until(&mut stream, b"\r\n\r\n").await;
-            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-            stream.write_all(answer).await.expect("answer");
-            read_until(&mut stream, b"4\r\nrest\r\n0\r\n\r\n").await;
-            read_until(&mut stream, b"\r\n\r\n").await;
-            stream.write_all(answer).await.expect("second answer");
-            let _ = stream.read(&mut [0u8; 1]).await;
-        })
-        .await;
-        let pool = pool(address);
+    /// A chunked POST to `/up` whose body the test feeds.
+    fn upload() -> (mpsc::Sender<Bytes>, Request<Fed>) {
         let (feed, fed) = mpsc::channel(4);
         let request = Request::post("/up")
             .header("host", "app")
             .header("transfer-encoding", "chunked")
             .body(Fed(fed))
             .expect("a request");
-        let response = pool
-            .send(request, || None)
-            .await
-            .expect("a response")
-            .response;
-        assert_eq!(
-            collect(response.into_body())
-                .await
-                .expect("a body")
-                .to_bytes(),
-            "ok"
-        );
-        assert_eq!(pool.idle_len(), 0, "busy sending the upload");
+        (feed, request)
+    }
+
+    #[tokio::test]
+    async fn an_upload_goes_on_after_an_early_answer_even_while_the_answer_is_unread() {
+        let (uploaded, upload_seen) = tokio::sync::oneshot::channel();
+        let address = upstream(|mut stream| async move {
+            read_until(&mut stream, b"\r\n\r\n").await;
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            stream.write_all(answer).await.expect("answer");
+            read_until(&mut stream, b"4\r\nrest\r\n0\r\n\r\n").await;
+            let _ = uploaded.send(());
+            let _ = stream.read(&mut [0u8; 1]).await;
+        })
+        .await;
+        let pool = pool(address);
+        let (feed, request) = upload();
+        let response = pool.send(request, || None).await.expect("a response");
+        // Nobody reads the answer yet (a client whose window is full, say):
+        // the upload still goes on.
         feed.send(Bytes::from_static(b"rest")).await.expect("fed");
         drop(feed);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while pool.idle_len() == 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the upload never ended"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // The upstream answers on the same connection, or not at all.
-        let again = pool
-            .send(get(), || None)
+        tokio::time::timeout(Duration::from_secs(5), upload_seen)
             .await
-            .expect("a second response")
-            .response;
+            .expect("the upload reached the upstream")
+            .expect("the upstream ran");
+        let body = collect(response.response.into_body()).await;
+        assert_eq!(body.expect("a body").to_bytes(), "ok");
         assert_eq!(
-            collect(again.into_body()).await.expect("a body").to_bytes(),
-            "ok"
+            pool.idle_len(),
+            0,
+            "a connection answered early is not reused"
         );
+    }
+
+    #[tokio::test]
+    async fn an_upload_the_upstream_stops_taking_is_given_up_after_the_timeout() {
+        let address = upstream(|mut stream| async move {
+            read_until(&mut stream, b"\r\n\r\n").await;
+            let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n";
+            stream.write_all(answer).await.expect("answer");
+            // Reads no more, and keeps the connection open.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+        let mut pool = pool(address);
+        pool.set_upload_timeout(Duration::from_millis(300));
+        let (feed, request) = upload();
+        let response = pool.send(request, || None).await.expect("a response");
+        assert_eq!(response.response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // The feed ends when the upload lets go of the body.
+        let fed = tokio::time::timeout(Duration::from_secs(10), async move {
+            let chunk = Bytes::from(vec![b'x'; 256 * 1024]);
+            while feed.send(chunk.clone()).await.is_ok() {}
+        });
+        fed.await.expect("the upload was given up");
     }
 
     #[tokio::test]

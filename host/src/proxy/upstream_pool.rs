@@ -63,12 +63,15 @@ impl Resend {
 /// A response head from the upstream, and whether getting it took a
 /// second attempt.
 #[derive(Debug)]
-pub struct Exchanged<B> {
+pub struct Exchanged {
     /// The response, its body still on its way.
-    pub response: Response<UpstreamResponse<B>>,
+    pub response: Response<UpstreamResponse>,
     /// Why the request was sent again, if it was.
     pub resent: Option<Resend>,
 }
+
+/// What [`UpstreamPool::set_upload_timeout`] sets, until it is called.
+const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A connection waiting for its next request.
 struct IdleConnection {
@@ -104,6 +107,9 @@ pub struct UpstreamPool {
     authority: http::uri::Authority,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// How long the rest of a request body may take to go upstream once
+    /// the response head has come.
+    upload_timeout: Duration,
     idle: Arc<IdleConnections>,
 }
 
@@ -120,11 +126,18 @@ impl UpstreamPool {
             authority,
             connect_timeout,
             idle_timeout,
+            upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
             idle: Arc::new(IdleConnections {
                 list: Mutex::new(Vec::new()),
                 max_idle,
             }),
         }
+    }
+
+    /// Gives the rest of a request body at most `timeout` to go upstream
+    /// once the response head has come (see `upstream_exchange::exchange`).
+    pub fn set_upload_timeout(&mut self, timeout: Duration) {
+        self.upload_timeout = timeout;
     }
 
     /// Sends `request` (origin-form target, headers as they go upstream) on
@@ -141,7 +154,7 @@ impl UpstreamPool {
         &self,
         request: Request<B>,
         replay: impl FnOnce() -> Option<Request<B>>,
-    ) -> Result<Exchanged<B>, UpstreamError>
+    ) -> Result<Exchanged, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -162,7 +175,9 @@ impl UpstreamPool {
                 // request's future is copied as a whole, more than once).
                 None => Box::pin(self.connect()).await?,
             };
-            let failed = match upstream_exchange::exchange(connection, prepared, &self.idle).await {
+            let exchanged =
+                upstream_exchange::exchange(connection, prepared, &self.idle, self.upload_timeout);
+            let failed = match exchanged.await {
                 Ok(response) => return Ok(Exchanged { response, resent }),
                 Err(failed) => failed,
             };
@@ -370,7 +385,7 @@ mod tests {
         (address, accepted)
     }
 
-    async fn body_of(exchanged: Exchanged<Empty<Bytes>>) -> Bytes {
+    async fn body_of(exchanged: Exchanged) -> Bytes {
         exchanged
             .response
             .into_body()
