@@ -1,10 +1,11 @@
-//! Property tests (the fuzz targets): random input at the two places where
-//! Tandem reads what others wrote — its config files and what a plugin
-//! returns. They run a bounded number of cases in `cargo test`; failing
+//! Property tests (the fuzz targets): random input at the places where
+//! Tandem reads what others wrote — its config files, what a plugin
+//! returns and what the upstream answers. They run a bounded number of cases in `cargo test`; failing
 //! inputs are kept in `host/proptest-regressions/` and replayed first.
 
 mod boundary;
 mod config;
+mod upstream;
 
 use proptest::test_runner::Config;
 
