@@ -29,6 +29,9 @@ pub enum ResponseError {
     /// The head did not end within [`MAX_HEAD_BYTES`].
     #[error("the application's response head is over {MAX_HEAD_BYTES} bytes")]
     HeadTooLarge,
+    /// A transfer coding other than `chunked`.
+    #[error("the application sent a transfer coding other than chunked")]
+    UnsupportedCoding,
     /// `Content-Length` is not a number, or two of them differ.
     #[error("the application sent an invalid Content-Length")]
     BadContentLength,
@@ -142,6 +145,10 @@ pub fn parse_response_head(
         &mut slots,
     );
     let length = match parsed {
+        // A head that came whole in one read is held to the limit too.
+        Ok(httparse::Status::Complete(length)) if length > MAX_HEAD_BYTES => {
+            return Err(ResponseError::HeadTooLarge);
+        }
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) if buffer.len() > MAX_HEAD_BYTES => {
             return Err(ResponseError::HeadTooLarge);
@@ -156,7 +163,9 @@ pub fn parse_response_head(
     };
     let code = response.code.unwrap_or_default();
     let status = StatusCode::from_u16(code)
-        .map_err(|_| ResponseError::MalformedHead(format!("status {code}")))?;
+        .ok()
+        .filter(|_| (100..=599).contains(&code))
+        .ok_or_else(|| ResponseError::MalformedHead(format!("status {code}")))?;
     let version = match response.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -205,13 +214,22 @@ pub fn parse_response_head(
         if headers.remove(CONTENT_LENGTH).is_some() || version == Version::HTTP_10 {
             keep_alive = false;
         }
-        if last_coding_is_chunked(&headers) {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
+        // Any other coding would reach the client undone and unlabelled
+        // (Transfer-Encoding is hop-by-hop), so it is refused, as nginx
+        // refuses it.
+        if !only_chunked(&headers) {
+            return Err(ResponseError::UnsupportedCoding);
         }
+        Framing::Chunked
     } else if headers.contains_key(CONTENT_LENGTH) {
-        match content_length(&headers)? {
+        let length = content_length(&headers)?;
+        // `5, 5` or two equal headers go on as one plain length.
+        let repeated = headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some()
+            || headers[CONTENT_LENGTH].as_bytes().contains(&b',');
+        if repeated {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        match length {
             0 => Framing::Empty,
             length => Framing::Length(length),
         }
@@ -223,7 +241,9 @@ pub fn parse_response_head(
     }
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
-    parts.version = version;
+    // The client gets the proxy's own version (an HTTP/1.0 upstream must
+    // not turn the client's keep-alive connection into a closing one).
+    parts.version = Version::HTTP_11;
     parts.headers = headers;
     Ok(Some(ResponseHead {
         parts,
@@ -262,14 +282,18 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .any(|item| item.trim().eq_ignore_ascii_case(token))
 }
 
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
+/// True if `chunked` is the one transfer coding.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
         .get_all(TRANSFER_ENCODING)
         .iter()
-        .next_back()
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.rsplit(',').next())
-        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty());
+    codings
+        .next()
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 /// The one length that every `Content-Length` (and every item of a
@@ -602,7 +626,7 @@ mod tests {
     #[test]
     fn framing_follows_rfc_9112() {
         assert_eq!(
-            framing_of("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"),
+            framing_of("HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n"),
             (Framing::Chunked, true)
         );
         assert_eq!(
@@ -612,10 +636,13 @@ mod tests {
             (Framing::Chunked, false),
             "the two together are not trusted with another request"
         );
-        assert_eq!(
-            framing_of("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"),
-            (Framing::UntilClose, false)
-        );
+        for coded in ["gzip", "gzip, chunked", "chunked, gzip", "chunked, chunked"] {
+            let text = format!("HTTP/1.1 200 OK\r\ntransfer-encoding: {coded}\r\n\r\n");
+            assert_eq!(
+                head(&text, &Method::GET).expect_err(coded),
+                ResponseError::UnsupportedCoding
+            );
+        }
         assert_eq!(
             framing_of("HTTP/1.1 200 OK\r\n\r\n"),
             (Framing::UntilClose, false)
@@ -672,15 +699,46 @@ mod tests {
                 ResponseError::BadContentLength
             );
         }
-        assert!(matches!(
-            head("HTTP/1.1 2x0 OK\r\n\r\n", &Method::GET),
-            Err(ResponseError::MalformedHead(_))
-        ));
+        for status in ["2x0", "600", "099"] {
+            let text = format!("HTTP/1.1 {status} X\r\n\r\n");
+            assert!(
+                matches!(
+                    head(&text, &Method::GET),
+                    Err(ResponseError::MalformedHead(_))
+                ),
+                "{status}"
+            );
+        }
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES));
         assert_eq!(
             head(&huge, &Method::GET).expect_err("too large"),
             ResponseError::HeadTooLarge
         );
+        // Whole, in one read, it is just as large.
+        let whole = format!("{huge}\r\n\r\n");
+        assert_eq!(
+            head(&whole, &Method::GET).expect_err("too large"),
+            ResponseError::HeadTooLarge
+        );
+    }
+
+    #[test]
+    fn a_repeated_length_goes_on_as_one_and_the_version_is_the_proxys() {
+        for text in [
+            "HTTP/1.0 200 OK\r\ncontent-length: 5, 5\r\n\r\n",
+            "HTTP/1.0 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n",
+        ] {
+            let parsed = head(text, &Method::GET).expect("valid").expect("complete");
+            let lengths: Vec<_> = parsed
+                .parts
+                .headers
+                .get_all(CONTENT_LENGTH)
+                .iter()
+                .collect();
+            assert_eq!(lengths, ["5"], "{text:?}");
+            assert_eq!(parsed.parts.version, Version::HTTP_11);
+            assert!(!parsed.keep_alive, "an HTTP/1.0 answer without keep-alive");
+        }
     }
 
     /// Feeds `wire` to a chunked decoder `step` bytes at a time.

@@ -27,6 +27,8 @@ use super::upstream_pool::IdleConnections;
 const READ_ROOM: usize = 4 * 1024;
 /// What the read buffer grows by when that room is not there.
 const READ_GROWTH: usize = 32 * 1024;
+/// Most informational (1xx) responses skipped before the final one.
+const MAX_INFORMATIONAL: usize = 32;
 
 /// An open connection to the upstream and what has been read from it but
 /// not yet taken.
@@ -300,6 +302,7 @@ where
     let mut outgoing = Some(outgoing);
     let mut write_failed = None;
     let mut answered = false;
+    let mut informational = 0;
     let head = poll_fn(|cx| {
         loop {
             if let Some(sending) = outgoing.as_mut() {
@@ -320,6 +323,14 @@ where
                     if head.parts.status.is_informational()
                         && head.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
                 {
+                    informational += 1;
+                    if informational > MAX_INFORMATIONAL {
+                        return Poll::Ready(Err(ExchangeError::Response(
+                            ResponseError::MalformedHead(format!(
+                                "more than {MAX_INFORMATIONAL} informational responses"
+                            )),
+                        )));
+                    }
                     continue;
                 }
                 Some(head) => return Poll::Ready(Ok(head)),
