@@ -8,14 +8,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Empty};
 
 use super::limits::{BodyError, LimitedBody};
 use super::upstream_exchange::{ExchangeError, Tunnel, UpstreamResponse};
-
-/// A request body on its way upstream: the client's, or none for a
-/// request sent again (see `UpstreamPool::send`).
-pub type UpstreamRequestBody = Either<CountingBody, Empty<Bytes>>;
 
 /// The upstream's response body, as read from its connection.
 pub type UpstreamResponseBody = UpstreamResponse;

@@ -12,15 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
-use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use super::body::{
-    Completion, CountingBody, ResponseBody, UpstreamRequestBody, UpstreamResponseBody,
-};
+use super::body::{Completion, CountingBody, ResponseBody, UpstreamResponseBody};
 use super::connection::RequestGuard;
 use super::errors::ProxyError;
 use super::headers::{self, ClientAddress, Framing};
@@ -500,33 +497,12 @@ impl Proxy {
             limit,
             verdict,
         } = body;
-        // A bodiless GET, HEAD or OPTIONS may be sent twice (see
-        // `UpstreamPool::send`); it keeps a copy of its head for that.
-        let repeatable = body.is_end_stream()
-            && matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let copy = repeatable.then(|| {
-            (
-                parts.method.clone(),
-                parts.uri.clone(),
-                parts.headers.clone(),
-            )
-        });
-        let replay = move || {
-            copy.map(|(method, uri, headers)| {
-                let mut again: Request<UpstreamRequestBody> =
-                    Request::new(Either::Right(Empty::new()));
-                *again.method_mut() = method;
-                *again.uri_mut() = uri;
-                *again.headers_mut() = headers;
-                again
-            })
-        };
-        let body = Either::Left(CountingBody::new(body, request_bytes.clone()));
+        let body = CountingBody::new(body, request_bytes.clone());
         let request = Request::from_parts(parts, body);
         let sent = Instant::now();
         // The exchange goes straight into the timeout: bound to a local
         // first, it would keep a second slot of its size in this future.
-        match tokio::time::timeout(self.upstream_timeout, self.pool.send(request, replay)).await {
+        match tokio::time::timeout(self.upstream_timeout, self.pool.send(request)).await {
             Ok(Ok(exchanged)) => {
                 if let Some(resend) = exchanged.resent {
                     self.metrics.upstream_resent(resend.name());

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -257,6 +257,44 @@ where
 pub struct Prepared<B> {
     method: http::Method,
     outgoing: Outgoing<B>,
+    /// The head again, for a request that may be sent twice.
+    repeatable: Option<Bytes>,
+}
+
+/// What it takes to send a request again: its method and its head.
+pub struct Repeat {
+    method: Method,
+    head: Bytes,
+}
+
+impl<B> Prepared<B> {
+    /// The means to send the same request again, if it is safe to repeat:
+    /// a bodiless `GET`, `HEAD` or `OPTIONS` (idempotent, and all of it is
+    /// its head, so the bytes already written out are sent again; nothing
+    /// is copied).
+    pub fn repeat(&self) -> Option<Repeat> {
+        Some(Repeat {
+            method: self.method.clone(),
+            head: self.repeatable.clone()?,
+        })
+    }
+}
+
+impl Repeat {
+    /// The request, prepared again.
+    pub fn prepared<B>(self) -> Prepared<B> {
+        Prepared {
+            method: self.method,
+            outgoing: Outgoing {
+                body: None,
+                framing: Framing::Empty,
+                remaining: 0,
+                trailers: None,
+                pending: self.head.clone(),
+            },
+            repeatable: Some(self.head),
+        }
+    }
 }
 
 /// Writes out the head of `request` (origin-form target, headers as they
@@ -274,9 +312,13 @@ where
         .path_and_query()
         .map_or("/", |target| target.as_str());
     encode_request_head(&parts.method, target, &parts.headers, &mut head);
+    let head = head.freeze();
+    let bodiless = framing == Framing::Empty && body.is_end_stream();
+    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
     Ok(Prepared {
+        repeatable: (bodiless && idempotent).then(|| head.clone()),
         method: parts.method,
-        outgoing: Outgoing::new(head.freeze(), body, framing)?,
+        outgoing: Outgoing::new(head, body, framing)?,
     })
 }
 
@@ -298,7 +340,9 @@ where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Prepared { method, outgoing } = prepared;
+    let Prepared {
+        method, outgoing, ..
+    } = prepared;
     let mut outgoing = Some(outgoing);
     let mut write_failed = None;
     let mut answered = false;
@@ -655,10 +699,7 @@ mod tests {
 
     /// A GET through `pool`, which must get a response head.
     async fn get_from(pool: &UpstreamPool) -> Response<UpstreamResponse> {
-        pool.send(get(), || None)
-            .await
-            .expect("a response")
-            .response
+        pool.send(get()).await.expect("a response").response
     }
 
     fn pool(address: std::net::SocketAddr) -> UpstreamPool {
@@ -705,11 +746,7 @@ mod tests {
             .body(body)
             .expect("a request");
         let pool = pool(address);
-        let response = pool
-            .send(request, || None)
-            .await
-            .expect("a response")
-            .response;
+        let response = pool.send(request).await.expect("a response").response;
         let collected = collect(response.into_body()).await.expect("a body");
         assert_eq!(collected.trailers().expect("trailers")["x-t"], "1");
         assert_eq!(collected.to_bytes(), "ok");
@@ -747,11 +784,7 @@ mod tests {
         })
         .await;
         let pool = pool(address);
-        let mut response = pool
-            .send(get(), || None)
-            .await
-            .expect("a response")
-            .response;
+        let mut response = pool.send(get()).await.expect("a response").response;
         assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
         let mut tunnel = response.body_mut().take_tunnel().expect("a tunnel");
         assert_eq!(tunnel.buffered, "EARLY");
@@ -785,7 +818,7 @@ mod tests {
         .await;
         let pool = pool(address);
         let (feed, request) = upload();
-        let response = pool.send(request, || None).await.expect("a response");
+        let response = pool.send(request).await.expect("a response");
         // Nobody reads the answer yet (a client whose window is full, say):
         // the upload still goes on.
         feed.send(Bytes::from_static(b"rest")).await.expect("fed");
@@ -816,7 +849,7 @@ mod tests {
         let mut pool = pool(address);
         pool.set_upload_timeout(Duration::from_millis(300));
         let (feed, request) = upload();
-        let response = pool.send(request, || None).await.expect("a response");
+        let response = pool.send(request).await.expect("a response");
         assert_eq!(response.response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         // The feed ends when the upload lets go of the body.
         let fed = tokio::time::timeout(Duration::from_secs(10), async move {
@@ -847,10 +880,7 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_answer_is_an_error_and_not_sent_again() {
         let address = answering(b"garbage\r\n\r\n", After::Wait).await;
-        let error = pool(address)
-            .send(get(), || Some(get()))
-            .await
-            .expect_err("malformed");
+        let error = pool(address).send(get()).await.expect_err("malformed");
         assert!(
             matches!(
                 error,

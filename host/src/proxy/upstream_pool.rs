@@ -143,18 +143,13 @@ impl UpstreamPool {
     /// Sends `request` (origin-form target, headers as they go upstream) on
     /// a pooled connection or a new one, and waits for the response head.
     ///
-    /// `replay` gives the same request again if it is safe to repeat
-    /// (idempotent, no body), or `None`. It is asked at most once: when a
-    /// pooled connection took the request and closed or was reset without
-    /// a byte of response, which is what an upstream that timed the idle
-    /// connection out just as the request arrived does (a reset when the
-    /// request reached a socket the upstream had already closed). The copy
-    /// then goes on a new connection.
-    pub async fn send<B>(
-        &self,
-        request: Request<B>,
-        replay: impl FnOnce() -> Option<Request<B>>,
-    ) -> Result<Exchanged, UpstreamError>
+    /// A request that is safe to repeat (a bodiless `GET`, `HEAD` or
+    /// `OPTIONS`) goes again, once, on a new connection, if a pooled
+    /// connection took it and closed or was reset without a byte of
+    /// response: that is what an upstream that timed the idle connection
+    /// out just as the request arrived does (a reset when the request
+    /// reached a socket the upstream had already closed).
+    pub async fn send<B>(&self, request: Request<B>) -> Result<Exchanged, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -162,7 +157,6 @@ impl UpstreamPool {
         // Framed before anything is awaited, so that the request's parts
         // take no room in this future.
         let mut prepared = upstream_exchange::prepare(request)?;
-        let mut replay = Some(replay);
         let mut fresh_only = false;
         let mut resent = None;
         loop {
@@ -175,6 +169,10 @@ impl UpstreamPool {
                 // request's future is copied as a whole, more than once).
                 None => Box::pin(self.connect()).await?,
             };
+            // Only a pooled connection can have gone stale under the
+            // request, so only then is a second copy kept (its head's
+            // bytes, shared).
+            let spare = if reused { prepared.repeat() } else { None };
             let exchanged =
                 upstream_exchange::exchange(connection, prepared, &self.idle, self.upload_timeout);
             let failed = match exchanged.await {
@@ -189,21 +187,17 @@ impl UpstreamPool {
                 error if error.is_reset() => Some(Resend::Reset),
                 _ => None,
             };
-            let copy = match closed_unanswered {
-                Some(_) => replay.take().and_then(|copy| copy()),
-                None => None,
-            };
-            match copy {
-                Some(copy) => {
+            match (closed_unanswered, spare) {
+                (Some(reason), Some(copy)) => {
                     tracing::debug!(
-                        reason = closed_unanswered.map(Resend::name),
+                        reason = reason.name(),
                         "a pooled upstream connection failed under a request; sending it again"
                     );
-                    prepared = upstream_exchange::prepare(copy)?;
-                    resent = closed_unanswered;
+                    prepared = copy.prepared();
+                    resent = Some(reason);
                     fresh_only = true;
                 }
-                None => return Err(UpstreamError::Exchange(failed.error)),
+                _ => return Err(UpstreamError::Exchange(failed.error)),
             }
         }
     }
@@ -400,7 +394,7 @@ mod tests {
         let (address, accepted) = upstream(b"ok", Then::KeepAlive).await;
         let pool = pool(address);
         for _ in 0..5 {
-            let response = pool.send(get("/"), || None).await.expect("a response");
+            let response = pool.send(get("/")).await.expect("a response");
             assert_eq!(body_of(response).await, "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -411,10 +405,10 @@ mod tests {
         static LARGE: [u8; 4 << 20] = [b'x'; 4 << 20];
         let (address, accepted) = upstream(&LARGE, Then::KeepAlive).await;
         let pool = pool(address);
-        let first = pool.send(get("/"), || None).await.expect("a response");
+        let first = pool.send(get("/")).await.expect("a response");
         // The first body is unread and too large to sit in buffers, so its
         // connection is busy receiving it.
-        let second = pool.send(get("/"), || None).await.expect("a response");
+        let second = pool.send(get("/")).await.expect("a response");
         assert_eq!(body_of(second).await.len(), LARGE.len());
         assert_eq!(body_of(first).await.len(), LARGE.len());
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -426,7 +420,7 @@ mod tests {
         let pool = pool(address);
         for round in 0..10 {
             let response = pool
-                .send(get("/"), || None)
+                .send(get("/"))
                 .await
                 .unwrap_or_else(|e| panic!("request {round} failed: {e}"));
             assert_eq!(body_of(response).await, "ok");
@@ -440,19 +434,24 @@ mod tests {
     async fn goes_again_once(then: Then, reason: Resend) -> UpstreamError {
         let (address, accepted) = upstream(b"ok", then).await;
         let pool = pool(address);
-        let first = pool.send(get("/"), || None).await.expect("a response");
+        let first = pool.send(get("/")).await.expect("a response");
         assert_eq!(first.resent, None);
         assert_eq!(body_of(first).await, "ok");
         let again = pool
-            .send(get("/"), || Some(get("/")))
+            .send(get("/"))
             .await
             .expect("sent again on a new connection");
         assert_eq!(again.resent, Some(reason));
         assert_eq!(body_of(again).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        pool.send(get("/"), || None)
-            .await
-            .expect_err("not sent again")
+        // A POST may have been acted on: it is not sent again.
+        let post = Request::post("/")
+            .header("host", "upstream")
+            .body(Empty::new())
+            .expect("a request");
+        let error = pool.send(post).await.expect_err("not sent again");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "no new connection");
+        error
     }
 
     #[tokio::test]
@@ -487,7 +486,7 @@ mod tests {
             let _ = closed.send(read);
         });
         let pool = pool_idle_for(address, Duration::from_secs(1));
-        let response = pool.send(get("/"), || None).await.expect("a response");
+        let response = pool.send(get("/")).await.expect("a response");
         assert_eq!(body_of(response).await, "ok");
         assert_eq!(pool.close_expired(), 0, "not idle long enough yet");
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -504,14 +503,14 @@ mod tests {
         static LARGE: [u8; 4 << 20] = [b'x'; 4 << 20];
         let (address, accepted) = upstream(&LARGE, Then::KeepAlive).await;
         let pool = pool_idle_for(address, Duration::from_secs(1));
-        let response = pool.send(get("/"), || None).await.expect("a response");
+        let response = pool.send(get("/")).await.expect("a response");
         // The body, too large for the socket buffers, waits unread for
         // longer than the idle timeout; its idle time starts when it ends.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(pool.close_expired(), 0, "busy, not idle");
         assert_eq!(body_of(response).await.len(), LARGE.len());
         assert_eq!(pool.close_expired(), 0, "just became idle");
-        let again = pool.send(get("/"), || None).await.expect("a response");
+        let again = pool.send(get("/")).await.expect("a response");
         assert_eq!(body_of(again).await.len(), LARGE.len());
         assert_eq!(
             accepted.load(Ordering::SeqCst),
@@ -527,10 +526,7 @@ mod tests {
             return;
         };
         let (address, accepted) = serve(listener, b"ok", Then::KeepAlive);
-        let response = pool(address)
-            .send(get("/"), || None)
-            .await
-            .expect("a response");
+        let response = pool(address).send(get("/")).await.expect("a response");
         assert_eq!(body_of(response).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
@@ -540,10 +536,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         drop(listener);
-        let error = pool(address)
-            .send(get("/"), || None)
-            .await
-            .expect_err("refused");
+        let error = pool(address).send(get("/")).await.expect_err("refused");
         assert!(error.is_connect(), "{error}");
     }
 }
