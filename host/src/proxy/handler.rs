@@ -502,7 +502,9 @@ impl Proxy {
         let sent = Instant::now();
         // The exchange goes straight into the timeout: bound to a local
         // first, it would keep a second slot of its size in this future.
-        match tokio::time::timeout(self.upstream_timeout, self.pool.send(request)).await {
+        // Timed from `sent`, so that arming it reads no clock again.
+        let deadline = tokio::time::Instant::from_std(sent + self.upstream_timeout);
+        match tokio::time::timeout_at(deadline, self.pool.send(request)).await {
             Ok(Ok(exchanged)) => {
                 if let Some(resend) = exchanged.resent {
                     self.metrics.upstream_resent(resend.name());
