@@ -552,8 +552,8 @@ fn normalize_path(uri: &mut Uri, merge_slashes: bool) {
 /// What is wrong with an upstream response that must not reach the
 /// client, if anything: a switch of protocols the client did not ask for
 /// (the client would be left with a connection in a state it does not
-/// know), or more than one `Content-Length` that differ (hyper checks this
-/// only where it reads a body, and not for the answer to a HEAD).
+/// know). What HTTP/1.1 itself forbids, the response parser refuses
+/// (`upstream_codec`).
 fn upstream_response_problem(
     asked: Option<&HeaderValue>,
     response: &Response<UpstreamResponseBody>,
@@ -562,9 +562,6 @@ fn upstream_response_problem(
         && !headers::switch_was_asked_for(asked, response.headers())
     {
         return Some("the application switched to a protocol the client did not ask for");
-    }
-    if headers::conflicting_lengths(response.headers()) {
-        return Some("the application sent conflicting Content-Length headers");
     }
     None
 }

@@ -90,14 +90,6 @@ pub fn switch_was_asked_for(asked: Option<&HeaderValue>, response: &HeaderMap) -
         .is_ok_and(|chosen| lists(asked, chosen.trim()))
 }
 
-/// True if `headers` hold more than one `Content-Length` and they differ:
-/// a message whose length two hops could read differently.
-pub fn conflicting_lengths(headers: &HeaderMap) -> bool {
-    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
-    let first = lengths.next();
-    lengths.any(|other| Some(other) != first)
-}
-
 /// True if `host` is a host and an optional port (RFC 3986 section 3.2.2):
 /// a registered name or IPv4 address, or a bracketed IPv6 literal, then
 /// `:` and up to five digits. Names are letters, digits and `-._~`; the
@@ -535,17 +527,6 @@ mod tests {
         assert!(!switch_was_asked_for(None, &response));
         response.insert(UPGRADE, HeaderValue::from_static("other"));
         assert!(!switch_was_asked_for(asked.as_ref(), &response));
-    }
-
-    #[test]
-    fn lengths_conflict_only_when_they_differ() {
-        let mut headers = HeaderMap::new();
-        assert!(!conflicting_lengths(&headers));
-        headers.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
-        headers.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
-        assert!(!conflicting_lengths(&headers));
-        headers.append(CONTENT_LENGTH, HeaderValue::from_static("6"));
-        assert!(conflicting_lengths(&headers));
     }
 
     #[test]

@@ -204,6 +204,22 @@ pub fn parse_response_head(
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    // Checked on every answer that declares one, with or without a body:
+    // the client frames the answer to its GET by the same header it sees
+    // on the answer to a HEAD.
+    let declared =
+        if headers.contains_key(CONTENT_LENGTH) && !headers.contains_key(TRANSFER_ENCODING) {
+            let length = content_length(&headers)?;
+            // `5, 5` or two equal headers go on as one plain length.
+            let repeated = headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some()
+                || headers[CONTENT_LENGTH].as_bytes().contains(&b',');
+            if repeated {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+            }
+            Some(length)
+        } else {
+            None
+        };
     let framing = if bodiless {
         Framing::Empty
     } else if headers.contains_key(TRANSFER_ENCODING) {
@@ -221,14 +237,7 @@ pub fn parse_response_head(
             return Err(ResponseError::UnsupportedCoding);
         }
         Framing::Chunked
-    } else if headers.contains_key(CONTENT_LENGTH) {
-        let length = content_length(&headers)?;
-        // `5, 5` or two equal headers go on as one plain length.
-        let repeated = headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some()
-            || headers[CONTENT_LENGTH].as_bytes().contains(&b',');
-        if repeated {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
-        }
+    } else if let Some(length) = declared {
         match length {
             0 => Framing::Empty,
             length => Framing::Length(length),
@@ -389,13 +398,6 @@ impl BodyDecoder {
     /// True if the body ends when the connection closes.
     pub fn ends_at_close(&self) -> bool {
         self.framing == Framing::UntilClose
-    }
-
-    /// Marks a close-delimited body as ended (the connection closed).
-    pub fn closed(&mut self) {
-        if self.ends_at_close() {
-            self.ended = true;
-        }
     }
 
     /// Takes what it can of the body from the front of `buffer`.
@@ -674,6 +676,13 @@ mod tests {
         .expect("valid")
         .expect("complete");
         assert_eq!(to_head.framing, Framing::Empty);
+        // No body follows, but a length that contradicts itself is still
+        // refused.
+        let conflicting = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n";
+        assert_eq!(
+            head(conflicting, &Method::HEAD).expect_err("conflicting"),
+            ResponseError::BadContentLength
+        );
     }
 
     #[test]

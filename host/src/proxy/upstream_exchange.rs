@@ -575,7 +575,6 @@ impl Body for UpstreamResponse {
             }
             match ready!(live.reader.poll_fill(cx)) {
                 Ok(0) if live.decoder.ends_at_close() => {
-                    live.decoder.closed();
                     this.live = None;
                     return Poll::Ready(None);
                 }
