@@ -269,9 +269,10 @@ pub struct Repeat {
 
 impl<B> Prepared<B> {
     /// The means to send the same request again, if it is safe to repeat:
-    /// a bodiless `GET`, `HEAD` or `OPTIONS` (idempotent, and all of it is
-    /// its head, so the bytes already written out are sent again; nothing
-    /// is copied).
+    /// a bodiless request with an idempotent method (RFC 9110, 9.2.2: `GET`,
+    /// `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE`), all of which is its
+    /// head, so the bytes already written out are sent again; nothing is
+    /// copied.
     pub fn repeat(&self) -> Option<Repeat> {
         Some(Repeat {
             method: self.method.clone(),
@@ -314,7 +315,10 @@ where
     encode_request_head(&parts.method, target, &parts.headers, &mut head);
     let head = head.freeze();
     let bodiless = framing == Framing::Empty && body.is_end_stream();
-    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
     Ok(Prepared {
         repeatable: (bodiless && idempotent).then(|| head.clone()),
         method: parts.method,

@@ -444,13 +444,23 @@ mod tests {
         assert_eq!(again.resent, Some(reason));
         assert_eq!(body_of(again).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // A bodiless DELETE is idempotent too: it goes again on a new
+        // connection after the pooled one fails it.
+        let delete = Request::delete("/item/7")
+            .header("host", "upstream")
+            .body(Empty::new())
+            .expect("a request");
+        let again = pool.send(delete).await.expect("sent again");
+        assert_eq!(again.resent, Some(reason));
+        assert_eq!(body_of(again).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
         // A POST may have been acted on: it is not sent again.
         let post = Request::post("/")
             .header("host", "upstream")
             .body(Empty::new())
             .expect("a request");
         let error = pool.send(post).await.expect_err("not sent again");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2, "no new connection");
+        assert_eq!(accepted.load(Ordering::SeqCst), 3, "no new connection");
         error
     }
 
