@@ -305,8 +305,9 @@ impl Limits {
             Some(_) => Err(invalid(key, format!("must be {min} to {max}"))),
         };
         let millis = |key: &str, value: Option<u64>, default: Duration| {
-            in_range(key, value, default.as_millis() as u64, 1, 86_400_000)
-                .map(Duration::from_millis)
+            millis_within(value, default, 1..=MAX_TIMEOUT_MS, |message| {
+                invalid(key, message)
+            })
         };
         let mut routes = Vec::with_capacity(file.route.len());
         for (index, route) in file.route.into_iter().enumerate() {
@@ -445,6 +446,28 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub const MAX_WORKERS: u32 = 256;
 /// Longest shutdown delay, in milliseconds.
 pub const MAX_SHUTDOWN_DELAY_MS: u64 = 600_000;
+/// Longest timeout or grace period a setting may name, in milliseconds
+/// (a day): a larger one is a typo, not a policy.
+pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+/// A setting in milliseconds: `default` when absent, else a value within
+/// `allowed` (whose bounds the error names).
+pub(crate) fn millis_within(
+    value: Option<u64>,
+    default: Duration,
+    allowed: std::ops::RangeInclusive<u64>,
+    invalid: impl FnOnce(String) -> ConfigError,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(ms) if allowed.contains(&ms) => Ok(Duration::from_millis(ms)),
+        Some(_) => Err(invalid(format!(
+            "must be {} to {}",
+            allowed.start(),
+            allowed.end()
+        ))),
+    }
+}
 
 /// One proxy worker per core the process may use.
 fn default_workers() -> usize {
@@ -568,17 +591,33 @@ impl Config {
                 });
             }
         };
-        let shutdown_delay = match file.shutdown_delay_ms {
-            None => Duration::ZERO,
-            Some(ms @ 0..=MAX_SHUTDOWN_DELAY_MS) => Duration::from_millis(ms),
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    path: shown.to_owned(),
-                    key: "shutdown_delay_ms".into(),
-                    message: format!("must be 0 to {MAX_SHUTDOWN_DELAY_MS}"),
-                });
+        let top_level = |key: &'static str| {
+            move |message| ConfigError::Invalid {
+                path: shown.to_owned(),
+                key: key.into(),
+                message,
             }
         };
+        let shutdown_delay = millis_within(
+            file.shutdown_delay_ms,
+            Duration::ZERO,
+            0..=MAX_SHUTDOWN_DELAY_MS,
+            top_level("shutdown_delay_ms"),
+        )?;
+        // A zero upstream timeout would answer every request with a 504.
+        let upstream_timeout = millis_within(
+            file.upstream_timeout_ms,
+            DEFAULT_UPSTREAM_TIMEOUT,
+            1..=MAX_TIMEOUT_MS,
+            top_level("upstream_timeout_ms"),
+        )?;
+        // Zero is allowed: on a signal, in-flight requests are cut at once.
+        let shutdown_grace = millis_within(
+            file.shutdown_grace_ms,
+            DEFAULT_SHUTDOWN_GRACE,
+            0..=MAX_TIMEOUT_MS,
+            top_level("shutdown_grace_ms"),
+        )?;
         Ok(Self {
             listen: overrides
                 .listen
@@ -595,14 +634,8 @@ impl Config {
                 .admin
                 .or(file.admin)
                 .unwrap_or_else(|| DEFAULT_ADMIN.parse().expect("valid default")),
-            upstream_timeout: file
-                .upstream_timeout_ms
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
-            shutdown_grace: file
-                .shutdown_grace_ms
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            upstream_timeout,
+            shutdown_grace,
             shutdown_delay,
             workers,
             plugin_dir,
@@ -751,6 +784,24 @@ mod tests {
             error.contains("tandem.toml:2: `shutdown_delay_ms`: must be 0 to 600000"),
             "{error}"
         );
+        // Zero would time out every request; a day and more is a typo.
+        let error = load_text("upstream = \"127.0.0.1:3000\"\nupstream_timeout_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("tandem.toml:2: `upstream_timeout_ms`: must be 1 to 86400000"),
+            "{error}"
+        );
+        let error =
+            load_text("upstream = \"127.0.0.1:3000\"\n\nshutdown_grace_ms = 9223372036854775807\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("tandem.toml:3: `shutdown_grace_ms`: must be 0 to 86400000"),
+            "{error}"
+        );
+        let config = load_text("upstream = \"127.0.0.1:3000\"\nshutdown_grace_ms = 0\n").unwrap();
+        assert_eq!(config.shutdown_grace, Duration::ZERO);
         let error = load_text("upstream = \"http://app:80/x\"\n")
             .unwrap_err()
             .to_string();

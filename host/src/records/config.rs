@@ -369,10 +369,12 @@ impl RecordsConfig {
             )?,
             retry_initial,
             retry_max,
-            flush_timeout: section
-                .flush_timeout_ms
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_FLUSH_TIMEOUT),
+            flush_timeout: crate::config::millis_within(
+                section.flush_timeout_ms,
+                DEFAULT_FLUSH_TIMEOUT,
+                0..=crate::config::MAX_TIMEOUT_MS,
+                |message| invalid(shown, "flush_timeout_ms", message),
+            )?,
             max_record_bytes: positive(
                 shown,
                 "max_record_bytes",
@@ -455,6 +457,13 @@ mod tests {
         assert!(error.contains("records.retry_max_ms"), "{error}");
         let error = resolve("sink = \"file\"\n").unwrap_err().to_string();
         assert!(error.contains("records.path"), "{error}");
+        let error = resolve("flush_timeout_ms = 86400001\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("records.flush_timeout_ms") && error.contains("must be 0 to 86400000"),
+            "{error}"
+        );
     }
 
     #[test]
