@@ -333,7 +333,8 @@ where
 /// upstream answered early, or streams its answer as it reads), the rest
 /// of the body goes on in a task of its own, for at most `upload_timeout`,
 /// whether or not the client reads the response; that connection is not
-/// used again.
+/// used again. If the request body breaks on the way (the client left), the
+/// connection is shut down, which ends the response too.
 pub async fn exchange<B>(
     mut connection: UpstreamConnection,
     prepared: Prepared<B>,
@@ -441,6 +442,16 @@ where
         let upload = poll_fn(|cx| outgoing.poll_send(&mut write, cx));
         match tokio::time::timeout(timeout, upload).await {
             Ok(Ok(())) => {}
+            Ok(Err(error @ (ExchangeError::RequestBody(_) | ExchangeError::RequestLength))) => {
+                // The client left, or its body broke: the upstream waits
+                // for the rest of a body that will never come, and may send
+                // nothing more until then, and no one would notice. Shut
+                // the connection down both ways: the upstream sees the
+                // request end short, and the response read from the other
+                // half ends (cut, an error) instead of waiting for ever.
+                tracing::debug!(%error, "the request body broke after the response began; closing the upstream connection");
+                let _ = rustix::net::shutdown(write.as_ref(), rustix::net::Shutdown::Both);
+            }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "the rest of a request body did not go upstream")
             }

@@ -280,6 +280,44 @@ async fn an_upload_still_arriving_after_its_response_is_not_cut_off() {
     );
 }
 
+/// A client that leaves in the middle of its upload, after the upstream
+/// began to answer (`/echo` streams the body back as it comes), leaves
+/// nothing behind: the upstream connection is shut down, so the response
+/// ends, and neither the request nor the connection stays counted.
+#[tokio::test]
+async fn an_upload_the_client_abandons_after_the_response_began_leaves_nothing_behind() {
+    let upstream = Upstream::start().await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .spawn()
+        .await;
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nhost: app\r\ncontent-length: 100\r\n\r\nab")
+            .await
+            .unwrap();
+        let head = read_until(
+            &mut stream,
+            |received| received.windows(4).any(|w| w == b"\r\n\r\n"),
+            "the echo's response head",
+        )
+        .await;
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+        drop(stream);
+    }
+    let mut metrics = String::new();
+    let settled = eventually(Duration::from_secs(10), async || {
+        metrics = get(&tandem.admin_url("/metrics")).await.text();
+        metric(&metrics, "tandem_requests_in_flight") == Some(0.0)
+            && metric(&metrics, "tandem_connections_open") == Some(0.0)
+    })
+    .await;
+    assert!(
+        settled,
+        "abandoned uploads are not left in flight:\n{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn oversized_heads_get_431_and_oversized_bodies_get_413() {
     let upstream = Upstream::start().await;
