@@ -181,14 +181,20 @@ pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> 
             return Some(ProxyError::BadRequestHead("Host differs from :authority"));
         }
     }
-    if parts
-        .uri
-        .authority()
-        .is_some_and(|authority| authority.as_str().contains('@'))
-    {
-        return Some(ProxyError::BadRequestHead(
-            "user information in the request target",
-        ));
+    if let Some(authority) = parts.uri.authority() {
+        if authority.as_str().contains('@') {
+            return Some(ProxyError::BadRequestHead(
+                "user information in the request target",
+            ));
+        }
+        // A target that is only an authority (`GET app:80`) is CONNECT's
+        // form (RFC 9112 section 3.2.3); taken as an absolute target it
+        // would replace the client's Host.
+        if parts.uri.scheme().is_none() {
+            return Some(ProxyError::BadRequestHead(
+                "an authority as the target of a request other than CONNECT",
+            ));
+        }
     }
     None
 }
@@ -442,6 +448,10 @@ mod tests {
             assert_eq!(problem_with("GET", "/", &[host]), None, "{host}");
         }
         assert_eq!(problem_with("GET", "http://user@app/x", &["app"]), bad_head);
+        assert_eq!(problem_with("GET", "abc", &["app"]), bad_head);
+        assert_eq!(problem_with("POST", "app:8080", &["app"]), bad_head);
+        assert_eq!(problem_with("OPTIONS", "*", &["app"]), None);
+        assert_eq!(problem_with("GET", "http://app:8080/x", &["app"]), None);
         assert_eq!(
             problem_with("CONNECT", "app:443", &["app:443"]),
             Some("connect_not_allowed")

@@ -457,7 +457,7 @@ async fn malformed_http_gets_4xx_and_the_host_stays_up() {
     }
     // Heads that parse but that two hops could read differently never
     // reach the upstream; nor does a request for a tunnel.
-    let refused: [(&str, &[u8], u16); 6] = [
+    let refused: [(&str, &[u8], u16); 7] = [
         (
             "an HTTP/1.1 request without Host",
             b"GET /no-host HTTP/1.1\r\n\r\n",
@@ -481,6 +481,11 @@ async fn malformed_http_gets_4xx_and_the_host_stays_up() {
         (
             "a path in Host",
             b"GET /path-host HTTP/1.1\r\nHost: app/x\r\n\r\n",
+            400,
+        ),
+        (
+            "an authority as the target of a GET",
+            b"GET authority-target:80 HTTP/1.1\r\nHost: app\r\n\r\n",
             400,
         ),
         (
@@ -518,13 +523,20 @@ async fn malformed_http_gets_4xx_and_the_host_stays_up() {
             .all(|seen| seen.method != Method::CONNECT),
         "CONNECT reached the upstream"
     );
+    assert!(
+        upstream.seen().iter().all(|seen| seen
+            .headers
+            .get("host")
+            .is_none_or(|host| host != "authority-target:80")),
+        "the authority-form GET reached the upstream"
+    );
     let metrics = get(&tandem.admin_url("/metrics")).await.text();
     assert_eq!(
         metric(
             &metrics,
             "tandem_limit_rejections_total{reason=\"bad_request_head\"}"
         ),
-        Some(5.0),
+        Some(6.0),
         "{metrics}"
     );
     // An absolute target's authority is the Host the upstream sees.
