@@ -286,7 +286,7 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "tandem_upstream_failures_total",
-                    "Upstream calls that failed, by reason (refused, timeout, error).",
+                    "Upstream calls that failed, by reason (upstream_unreachable, upstream_timeout, upstream_failed, response_body: the body broke after its head went out).",
                 ),
                 &["reason"],
             )

@@ -54,12 +54,23 @@ impl Body for CountingBody {
     }
 }
 
+/// How a response body ended.
+pub enum BodyEnd<'a> {
+    /// It reached its end.
+    Complete,
+    /// It was dropped before its end: the client went away, or the
+    /// connection was cut.
+    Dropped,
+    /// Reading it from the upstream failed.
+    Failed(&'a ExchangeError),
+}
+
 /// Called once when a response body has been sent in full, failed, or been
 /// dropped (the client went away).
 pub trait Completion: Send + 'static {
-    /// `sent` is the number of body bytes handed to the connection;
-    /// `complete` whether the body reached its end.
-    fn finish(self: Box<Self>, sent: u64, complete: bool);
+    /// `sent` is the number of body bytes handed to the connection; `end`
+    /// how the body ended.
+    fn finish(self: Box<Self>, sent: u64, end: BodyEnd<'_>);
 }
 
 enum Source {
@@ -108,9 +119,9 @@ impl ResponseBody {
         self
     }
 
-    fn finish(&mut self, complete: bool) {
+    fn finish(&mut self, end: BodyEnd<'_>) {
         if let Some(completion) = self.completion.take() {
-            completion.finish(self.sent, complete);
+            completion.finish(self.sent, end);
         }
     }
 }
@@ -133,11 +144,15 @@ impl Body for ResponseBody {
                     self.sent += data.len() as u64;
                 }
                 if self.is_end_stream() {
-                    self.finish(true);
+                    self.finish(BodyEnd::Complete);
                 }
             }
-            Poll::Ready(None) => self.finish(true),
-            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Ready(None) => self.finish(BodyEnd::Complete),
+            Poll::Ready(Some(Err(error))) => {
+                if let Some(completion) = self.completion.take() {
+                    completion.finish(self.sent, BodyEnd::Failed(error));
+                }
+            }
             Poll::Pending => {}
         }
         polled
@@ -163,7 +178,11 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         // Empty bodies are never polled, so they complete here too.
-        let complete = self.is_end_stream();
-        self.finish(complete);
+        let end = if self.is_end_stream() {
+            BodyEnd::Complete
+        } else {
+            BodyEnd::Dropped
+        };
+        self.finish(end);
     }
 }

@@ -17,7 +17,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use super::body::{Completion, CountingBody, ResponseBody, UpstreamResponseBody};
+use super::body::{BodyEnd, Completion, CountingBody, ResponseBody, UpstreamResponseBody};
 use super::connection::RequestGuard;
 use super::errors::ProxyError;
 use super::headers::{self, ClientAddress, Framing};
@@ -90,20 +90,40 @@ struct ExchangeDone {
 }
 
 impl Completion for ExchangeDone {
-    fn finish(self: Box<Self>, sent: u64, complete: bool) {
+    fn finish(self: Box<Self>, sent: u64, end: BodyEnd<'_>) {
         let elapsed = self.started.elapsed();
-        self._in_flight
-            .0
-            .request_done(self.status.as_u16(), elapsed);
+        let metrics = &self._in_flight.0;
+        metrics.request_done(self.status.as_u16(), elapsed);
+        let mut error = self.trail.error;
+        match end {
+            BodyEnd::Complete => {}
+            BodyEnd::Dropped => {
+                error.get_or_insert_with(|| "response body not sent in full".into());
+            }
+            // The head has gone (or is going) out with its status, so the
+            // client sees a cut connection, not a 502: at least the
+            // operator hears of it.
+            BodyEnd::Failed(failure) => {
+                metrics.upstream_failed("response_body");
+                tracing::warn!(
+                    status = self.status.as_u16(),
+                    sent,
+                    "the application's response body failed: {}",
+                    error_chain(failure)
+                );
+                error.get_or_insert_with(|| {
+                    format!(
+                        "upstream response body failed after {sent} bytes: {}",
+                        error_chain(failure)
+                    )
+                });
+            }
+        }
         if let Some(recording) = self.recording {
             let request_bytes = self.request_bytes.load(Ordering::Relaxed);
             recording.finish(request_bytes, sent, elapsed, self.trail.upstream_duration);
         }
         let Some(job) = self.log else { return };
-        let mut error = self.trail.error;
-        if !complete && error.is_none() {
-            error = Some("response body not sent in full".into());
-        }
         job.start(Exchange {
             status: self.status.as_u16(),
             request_bytes: self.request_bytes.load(Ordering::Relaxed),

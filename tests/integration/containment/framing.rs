@@ -123,6 +123,47 @@ async fn upstream_answers_the_client_could_misread_become_502() {
     }
 }
 
+/// A response body that breaks after its head was handed on (here a chunk
+/// size that is not a number) can no longer become a 502: the client's
+/// connection is cut before the body's end, and the failure is counted
+/// (and logged), not passed off as a 200 served in full.
+#[tokio::test]
+async fn a_response_body_that_breaks_is_cut_and_counted() {
+    let upstream = RawUpstream::start(|_| {
+        Some(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+    })
+    .await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .spawn()
+        .await;
+    let request = b"GET /broken HTTP/1.1\r\nHost: t\r\n\r\n";
+    let response = raw_exchange(tandem.proxy, request, Duration::from_secs(5)).await;
+    assert!(
+        !response.ends_with("0\r\n\r\n"),
+        "no end of body: {response:?}"
+    );
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "tandem_upstream_failures_total{reason=\"response_body\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // The proxy still serves, on a new connection.
+    raw_exchange(tandem.proxy, request, Duration::from_secs(5)).await;
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "tandem_upstream_failures_total{reason=\"response_body\"}"
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn a_plugin_that_refuses_a_path_is_not_passed_by_another_spelling_of_it() {
     let upstream = Upstream::start().await;
