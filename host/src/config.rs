@@ -144,6 +144,9 @@ pub struct FileConfig {
     pub admin: Option<SocketAddr>,
     /// Milliseconds to wait for the upstream's response head before a 504.
     pub upstream_timeout_ms: Option<u64>,
+    /// Milliseconds the upstream may send nothing in the middle of a
+    /// response body before the response is cut.
+    pub upstream_body_timeout_ms: Option<u64>,
     /// Milliseconds that in-flight requests get to finish on shutdown.
     pub shutdown_grace_ms: Option<u64>,
     /// Milliseconds between the shutdown signal and the drain, during which
@@ -386,6 +389,8 @@ pub struct Config {
     pub admin: SocketAddr,
     /// Time to wait for the upstream's response head.
     pub upstream_timeout: Duration,
+    /// Silence allowed from the upstream in the middle of a response body.
+    pub upstream_body_timeout: Duration,
     /// Time in-flight requests get on shutdown.
     pub shutdown_grace: Duration,
     /// Time between the shutdown signal and the drain: `/readyz` already
@@ -440,6 +445,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 /// Default upstream timeout.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default silence allowed in the middle of a response body: long enough
+/// for a stream's keep-alive messages, as Envoy's stream idle timeout.
+pub const DEFAULT_UPSTREAM_BODY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default shutdown grace period.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Most proxy worker threads.
@@ -611,6 +619,12 @@ impl Config {
             1..=MAX_TIMEOUT_MS,
             top_level("upstream_timeout_ms"),
         )?;
+        let upstream_body_timeout = millis_within(
+            file.upstream_body_timeout_ms,
+            DEFAULT_UPSTREAM_BODY_TIMEOUT,
+            1..=MAX_TIMEOUT_MS,
+            top_level("upstream_body_timeout_ms"),
+        )?;
         // Zero is allowed: on a signal, in-flight requests are cut at once.
         let shutdown_grace = millis_within(
             file.shutdown_grace_ms,
@@ -635,6 +649,7 @@ impl Config {
                 .or(file.admin)
                 .unwrap_or_else(|| DEFAULT_ADMIN.parse().expect("valid default")),
             upstream_timeout,
+            upstream_body_timeout,
             shutdown_grace,
             shutdown_delay,
             workers,

@@ -120,6 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             app.metrics().clone(),
         )
         .with_limits(config.limits.clone())
+        .with_upstream_body_timeout(config.upstream_body_timeout)
     };
     let mut workers = Workers::start(
         config.workers,

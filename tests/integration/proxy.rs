@@ -182,6 +182,50 @@ async fn refused_upstream_is_502_and_slow_upstream_is_504() {
     assert_eq!(json["error"], "upstream_timeout");
 }
 
+/// An upstream that stops sending in the middle of a body is cut off after
+/// `upstream_body_timeout_ms` of silence: the client's connection closes
+/// short of the body's end, and the failure is counted.
+#[tokio::test]
+async fn an_upstream_silent_in_the_middle_of_its_body_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Ten bytes of a hundred, then nothing, the connection left open.
+    let upstream = RawUpstream::start(|_| {
+        Some(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789".as_slice())
+    })
+    .await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .config("upstream_body_timeout_ms = 500")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    stream
+        .write_all(b"GET /stalls HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect("the connection was cut, not left waiting")
+        .ok();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5),
+        "cut after the silence, not before and not much after: {elapsed:?}"
+    );
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("0123456789"),
+        "the ten bytes, no more: {text}"
+    );
+    let metrics = get(&tandem.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains("tandem_upstream_failures_total{reason=\"response_body\"} 1"),
+        "{metrics}"
+    );
+}
+
 /// An upstream that answers the first request on each connection and
 /// closes the connection without answering when the second one arrives, as
 /// one whose keep-alive timer fires just then does.

@@ -211,6 +211,13 @@ impl Proxy {
         self
     }
 
+    /// Cuts a response whose upstream sends nothing for `timeout` in the
+    /// middle of its body.
+    pub fn with_upstream_body_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.set_body_timeout(timeout);
+        self
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -11,6 +11,7 @@ pub mod log_phase;
 pub mod path;
 pub mod protocol;
 pub mod server;
+pub mod silence;
 pub mod upgrade;
 pub mod upstream_codec;
 pub mod upstream_exchange;

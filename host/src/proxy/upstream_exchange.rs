@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::silence::Silence;
 use super::upstream_codec::{
     self, BodyDecoder, Decoded, Framing, ResponseError, encode_chunk, encode_last_chunk,
     encode_request_head, parse_response_head,
@@ -103,6 +104,9 @@ pub enum ExchangeError {
     /// The request body did not fit its declared framing.
     #[error("the request body did not match its declared length")]
     RequestLength,
+    /// The upstream sent nothing for too long in the middle of its body.
+    #[error("the application sent nothing for {0:?} in the middle of its response body")]
+    Silent(Duration),
 }
 
 impl ExchangeError {
@@ -339,7 +343,7 @@ pub async fn exchange<B>(
     mut connection: UpstreamConnection,
     prepared: Prepared<B>,
     idle: &Arc<IdleConnections>,
-    upload_timeout: Duration,
+    timeouts: Timeouts,
 ) -> Result<Response<UpstreamResponse>, Failed>
 where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
@@ -407,7 +411,7 @@ where
             reusable = false;
             let UpstreamConnection { stream, buffer } = connection;
             let (half, write) = stream.into_split();
-            finish_upload(outgoing, write, upload_timeout);
+            finish_upload(outgoing, write, timeouts.upload);
             Reader::Half { half, buffer }
         }
         _ => Reader::Whole(connection),
@@ -418,6 +422,7 @@ where
             reusable,
             decoder: BodyDecoder::new(head.framing),
             idle: idle.clone(),
+            silence: Silence::new(timeouts.body_silence),
         }),
         upgraded,
     };
@@ -502,6 +507,16 @@ struct Live {
     reusable: bool,
     decoder: BodyDecoder,
     idle: Arc<IdleConnections>,
+    silence: Silence,
+}
+
+/// The time limits of one exchange once its response head has come.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For the rest of a request body still going out.
+    pub upload: Duration,
+    /// For the upstream's silence in the middle of its response body.
+    pub body_silence: Duration,
 }
 
 /// The upstream's response body, read from the connection as it is
@@ -588,7 +603,19 @@ impl Body for UpstreamResponse {
                 }
                 Decoded::NeedMore => {}
             }
-            match ready!(live.reader.poll_fill(cx)) {
+            let filled = match live.reader.poll_fill(cx) {
+                Poll::Ready(filled) => {
+                    live.silence.heard();
+                    filled
+                }
+                Poll::Pending if live.silence.poll_expired(cx) => {
+                    let limit = live.silence.limit();
+                    this.live = None;
+                    return Poll::Ready(Some(Err(ExchangeError::Silent(limit))));
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            match filled {
                 Ok(0) if live.decoder.ends_at_close() => {
                     this.live = None;
                     return Poll::Ready(None);

@@ -72,6 +72,8 @@ pub struct Exchanged {
 
 /// What [`UpstreamPool::set_upload_timeout`] sets, until it is called.
 const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// What [`UpstreamPool::set_body_timeout`] sets, until it is called.
+const DEFAULT_BODY_TIMEOUT: Duration = crate::config::DEFAULT_UPSTREAM_BODY_TIMEOUT;
 
 /// A connection waiting for its next request.
 struct IdleConnection {
@@ -110,6 +112,8 @@ pub struct UpstreamPool {
     /// How long the rest of a request body may take to go upstream once
     /// the response head has come.
     upload_timeout: Duration,
+    /// How long the upstream may send nothing in the middle of a body.
+    body_timeout: Duration,
     idle: Arc<IdleConnections>,
 }
 
@@ -127,6 +131,7 @@ impl UpstreamPool {
             connect_timeout,
             idle_timeout,
             upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             idle: Arc::new(IdleConnections {
                 list: Mutex::new(Vec::new()),
                 max_idle,
@@ -138,6 +143,12 @@ impl UpstreamPool {
     /// once the response head has come (see `upstream_exchange::exchange`).
     pub fn set_upload_timeout(&mut self, timeout: Duration) {
         self.upload_timeout = timeout;
+    }
+
+    /// Cuts a response body once the upstream has sent nothing of it for
+    /// `timeout`.
+    pub fn set_body_timeout(&mut self, timeout: Duration) {
+        self.body_timeout = timeout;
     }
 
     /// Sends `request` (origin-form target, headers as they go upstream) on
@@ -173,8 +184,11 @@ impl UpstreamPool {
             // request, so only then is a second copy kept (its head's
             // bytes, shared).
             let spare = if reused { prepared.repeat() } else { None };
-            let exchanged =
-                upstream_exchange::exchange(connection, prepared, &self.idle, self.upload_timeout);
+            let timeouts = upstream_exchange::Timeouts {
+                upload: self.upload_timeout,
+                body_silence: self.body_timeout,
+            };
+            let exchanged = upstream_exchange::exchange(connection, prepared, &self.idle, timeouts);
             let failed = match exchanged.await {
                 Ok(response) => return Ok(Exchanged { response, resent }),
                 Err(failed) => failed,

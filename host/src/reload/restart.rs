@@ -19,7 +19,7 @@ fn cache(dir: Option<&Path>) -> String {
 
 /// The keys whose configured value differs from the running one.
 pub fn restart_required(running: &Config, configured: &Config) -> Vec<RestartRequired> {
-    let pairs: [(&'static str, String, String); 9] = [
+    let pairs: [(&'static str, String, String); 10] = [
         (
             "listen",
             running.listen.to_string(),
@@ -39,6 +39,11 @@ pub fn restart_required(running: &Config, configured: &Config) -> Vec<RestartReq
             "upstream_timeout_ms",
             millis(running.upstream_timeout),
             millis(configured.upstream_timeout),
+        ),
+        (
+            "upstream_body_timeout_ms",
+            millis(running.upstream_body_timeout),
+            millis(configured.upstream_body_timeout),
         ),
         (
             "shutdown_grace_ms",
