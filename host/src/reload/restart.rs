@@ -1,13 +1,14 @@
 //! Main-config keys that a running Tandem cannot change: its listeners are
 //! bound, and its upstream client, drain period, cache and watcher are set
 //! up once. A reload reports each of them that changed instead of ignoring
-//! it. Only `[plugins] dir` is applied on reload.
+//! it, `[limits]` and `[records]` included. Only `[plugins] dir` is
+//! applied on reload.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::report::RestartRequired;
-use crate::config::Config;
+use crate::config::{Config, Limits};
 
 fn millis(duration: Duration) -> String {
     duration.as_millis().to_string()
@@ -17,9 +18,41 @@ fn cache(dir: Option<&Path>) -> String {
     dir.map_or_else(|| "(off)".to_owned(), |d| d.display().to_string())
 }
 
+/// The `[limits]` keys and their values, as written in the file.
+fn limits(limits: &Limits) -> [(&'static str, String); 11] {
+    [
+        ("limits.max_connections", limits.max_connections.to_string()),
+        (
+            "limits.max_request_header_bytes",
+            limits.max_request_header_bytes.to_string(),
+        ),
+        (
+            "limits.max_request_headers",
+            limits.max_request_headers.to_string(),
+        ),
+        (
+            "limits.max_request_body_bytes",
+            limits.max_request_body_bytes.to_string(),
+        ),
+        ("limits.route", format!("{:?}", limits.routes)),
+        (
+            "limits.header_read_timeout_ms",
+            millis(limits.header_read_timeout),
+        ),
+        ("limits.idle_timeout_ms", millis(limits.idle_timeout)),
+        ("limits.request_timeout_ms", millis(limits.request_timeout)),
+        (
+            "limits.plugin_stack_kb",
+            (limits.plugin_stack_bytes >> 10).to_string(),
+        ),
+        ("limits.normalize_paths", limits.normalize_paths.to_string()),
+        ("limits.merge_slashes", limits.merge_slashes.to_string()),
+    ]
+}
+
 /// The keys whose configured value differs from the running one.
 pub fn restart_required(running: &Config, configured: &Config) -> Vec<RestartRequired> {
-    let pairs: [(&'static str, String, String); 10] = [
+    let mut pairs: Vec<(&'static str, String, String)> = vec![
         (
             "listen",
             running.listen.to_string(),
@@ -71,6 +104,17 @@ pub fn restart_required(running: &Config, configured: &Config) -> Vec<RestartReq
             configured.watch.to_string(),
         ),
     ];
+    pairs.extend(
+        limits(&running.limits)
+            .into_iter()
+            .zip(limits(&configured.limits))
+            .map(|((key, running), (_, configured))| (key, running, configured)),
+    );
+    // The sink's settings may hold credentials (an Authorization header):
+    // that they changed is said, not what they are.
+    if format!("{:?}", running.records) != format!("{:?}", configured.records) {
+        pairs.push(("records", "(as started)".into(), "(changed)".into()));
+    }
     pairs
         .into_iter()
         .filter(|(_, running, configured)| running != configured)
@@ -100,7 +144,8 @@ mod tests {
         let same = config("upstream = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:8080\"\n");
         assert!(restart_required(&running, &same).is_empty());
         let changed = config(
-            "upstream = \"127.0.0.1:2\"\nlisten = \"127.0.0.1:9090\"\nupstream_timeout_ms = 5\n",
+            "upstream = \"127.0.0.1:2\"\nlisten = \"127.0.0.1:9090\"\nupstream_timeout_ms = 5\n\
+             [limits]\nmax_connections = 7\n[records]\nbatch_max_records = 3\n",
         );
         let keys: Vec<_> = restart_required(&running, &changed)
             .into_iter()
@@ -112,6 +157,12 @@ mod tests {
                 ("listen", "127.0.0.1:8080".into(), "127.0.0.1:9090".into()),
                 ("upstream", "127.0.0.1:1".into(), "127.0.0.1:2".into()),
                 ("upstream_timeout_ms", "30000".into(), "5".into()),
+                (
+                    "limits.max_connections",
+                    crate::config::DEFAULT_MAX_CONNECTIONS.to_string(),
+                    "7".into()
+                ),
+                ("records", "(as started)".into(), "(changed)".into()),
             ]
         );
     }
