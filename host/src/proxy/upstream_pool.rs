@@ -154,10 +154,10 @@ impl UpstreamPool {
     /// Sends `request` (origin-form target, headers as they go upstream) on
     /// a pooled connection or a new one, and waits for the response head.
     ///
-    /// A request that is safe to repeat (a bodiless `GET`, `HEAD` or
-    /// `OPTIONS`) goes again, once, on a new connection, if a pooled
-    /// connection took it and closed or was reset without a byte of
-    /// response: that is what an upstream that timed the idle connection
+    /// A request that is safe to repeat (bodiless, with an idempotent
+    /// method: see `Prepared::repeat`) goes again, once, on a new
+    /// connection, if a pooled connection took it and closed or was reset
+    /// without a byte of response: that is what an upstream that timed the idle connection
     /// out just as the request arrived does (a reset when the request
     /// reached a socket the upstream had already closed).
     pub async fn send<B>(&self, request: Request<B>) -> Result<Exchanged, UpstreamError>
