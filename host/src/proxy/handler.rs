@@ -26,6 +26,7 @@ use super::log_phase::{AbandonWatch, LogCalls, LogJob, micros};
 use super::path;
 use super::server::ConnectionHold;
 use super::upgrade;
+use super::upstream_exchange::ExchangeError;
 use super::upstream_pool::UpstreamPool;
 use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
 use crate::config::Limits;
@@ -103,6 +104,11 @@ impl Completion for ExchangeDone {
             // The head has gone (or is going) out with its status, so the
             // client sees a cut connection, not a 502: at least the
             // operator hears of it.
+            // The connection was shut down under the response because the
+            // client's upload broke: not the application's failure.
+            BodyEnd::Failed(failure @ ExchangeError::UploadBroken) => {
+                error.get_or_insert_with(|| failure.to_string());
+            }
             BodyEnd::Failed(failure) => {
                 metrics.upstream_failed("response_body");
                 tracing::warn!(

@@ -7,6 +7,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -104,6 +105,11 @@ pub enum ExchangeError {
     /// The request body did not fit its declared framing.
     #[error("the request body did not match its declared length")]
     RequestLength,
+    /// The request body broke while the response was coming (the client
+    /// left, or its body was bad or late), and the connection was shut
+    /// down under the response: the client's doing, not the upstream's.
+    #[error("the request body broke on its way, so the exchange was ended")]
+    UploadBroken,
     /// The upstream sent nothing for too long in the middle of its body.
     #[error("the application sent nothing for {0:?} in the middle of its response body")]
     Silent(Duration),
@@ -411,8 +417,13 @@ where
             reusable = false;
             let UpstreamConnection { stream, buffer } = connection;
             let (half, write) = stream.into_split();
-            finish_upload(outgoing, write, timeouts.upload);
-            Reader::Half { half, buffer }
+            let upload_broken = Arc::new(AtomicBool::new(false));
+            finish_upload(outgoing, write, timeouts.upload, upload_broken.clone());
+            Reader::Half {
+                half,
+                buffer,
+                upload_broken,
+            }
         }
         _ => Reader::Whole(connection),
     };
@@ -437,9 +448,14 @@ where
 }
 
 /// Sends the rest of a request body through `write`, in a task of its
-/// own, for at most `timeout`.
-fn finish_upload<B>(mut outgoing: Outgoing<B>, mut write: OwnedWriteHalf, timeout: Duration)
-where
+/// own, for at most `timeout`. If the body breaks, `broken` is set before
+/// the connection is shut down.
+fn finish_upload<B>(
+    mut outgoing: Outgoing<B>,
+    mut write: OwnedWriteHalf,
+    timeout: Duration,
+    broken: Arc<AtomicBool>,
+) where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -455,6 +471,7 @@ where
                 // request end short, and the response read from the other
                 // half ends (cut, an error) instead of waiting for ever.
                 tracing::debug!(%error, "the request body broke after the response began; closing the upstream connection");
+                broken.store(true, Ordering::Release);
                 let _ = rustix::net::shutdown(write.as_ref(), rustix::net::Shutdown::Both);
             }
             Ok(Err(error)) => {
@@ -481,6 +498,8 @@ enum Reader {
     Half {
         half: OwnedReadHalf,
         buffer: BytesMut,
+        /// Set when the upload broke and the connection was shut down.
+        upload_broken: Arc<AtomicBool>,
     },
 }
 
@@ -495,7 +514,16 @@ impl Reader {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         match self {
             Reader::Whole(connection) => connection.poll_fill(cx),
-            Reader::Half { half, buffer } => fill(half, buffer, cx),
+            Reader::Half { half, buffer, .. } => fill(half, buffer, cx),
+        }
+    }
+
+    /// True if the connection was shut down because the request body
+    /// broke: then the end of the response is the client's doing.
+    fn upload_broke(&self) -> bool {
+        match self {
+            Reader::Whole(_) => false,
+            Reader::Half { upload_broken, .. } => upload_broken.load(Ordering::Acquire),
         }
     }
 }
@@ -621,13 +649,23 @@ impl Body for UpstreamResponse {
                     return Poll::Ready(None);
                 }
                 Ok(0) => {
+                    let error = if live.reader.upload_broke() {
+                        ExchangeError::UploadBroken
+                    } else {
+                        ExchangeError::Truncated
+                    };
                     this.live = None;
-                    return Poll::Ready(Some(Err(ExchangeError::Truncated)));
+                    return Poll::Ready(Some(Err(error)));
                 }
                 Ok(_) => {}
                 Err(error) => {
+                    let error = if live.reader.upload_broke() {
+                        ExchangeError::UploadBroken
+                    } else {
+                        ExchangeError::Read(error)
+                    };
                     this.live = None;
-                    return Poll::Ready(Some(Err(ExchangeError::Read(error))));
+                    return Poll::Ready(Some(Err(error)));
                 }
             }
         }

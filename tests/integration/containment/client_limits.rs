@@ -316,6 +316,16 @@ async fn an_upload_the_client_abandons_after_the_response_began_leaves_nothing_b
         settled,
         "abandoned uploads are not left in flight:\n{metrics}"
     );
+    // The client left: not counted against the application.
+    assert_eq!(
+        metric(
+            &metrics,
+            "tandem_upstream_failures_total{reason=\"response_body\"}"
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
