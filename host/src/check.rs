@@ -1,5 +1,7 @@
 //! `tandem check`: everything `run` would do before serving, and a report.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -24,7 +26,7 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         records,
         config.limits.plugin_stack_bytes,
     )?;
-    let report = load_dir(&runtime, &config.plugin_dir)
+    let loaded = load_dir(&runtime, &config.plugin_dir)
         .await
         .map_err(|error| {
             anyhow::anyhow!(
@@ -32,15 +34,21 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
                 config.plugin_dir.display()
             )
         })?;
-    println!(
+    // One write at the end, whose failure is ignored: a reader that went
+    // away (`tandem check | head -1`) must not turn the verdict into a
+    // crash; the exit code still says it.
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
         "config ok: listen={} upstream=http://{} admin={} plugins={}",
         config.listen,
         config.upstream,
         config.admin,
         config.plugin_dir.display()
     );
-    for plugin in &report.loaded {
-        println!(
+    for plugin in &loaded.loaded {
+        let _ = writeln!(
+            report,
             "ok      {:<20} order={:<4} hooks={:<30} failure={:<6} sha256={}",
             &*plugin.name,
             plugin.settings.order,
@@ -49,20 +57,23 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
             plugin.sha256,
         );
     }
-    for failure in &report.failed {
-        println!(
+    for failure in &loaded.failed {
+        let _ = writeln!(
+            report,
             "FAILED  {:<20} {}: {}",
             failure.name,
             failure.file.display(),
             failure.error
         );
     }
-    println!(
+    let _ = writeln!(
+        report,
         "{} plugin(s) ok, {} failed",
-        report.loaded.len(),
-        report.failed.len()
+        loaded.loaded.len(),
+        loaded.failed.len()
     );
-    let bad_settings: Vec<&str> = report
+    let _ = std::io::stdout().lock().write_all(report.as_bytes());
+    let bad_settings: Vec<&str> = loaded
         .failed
         .iter()
         .filter(|failure| crate::plugin_settings::settings_invalid(&failure.file))
@@ -75,5 +86,5 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         ))
         .into());
     }
-    Ok(report.failed.is_empty())
+    Ok(loaded.failed.is_empty())
 }

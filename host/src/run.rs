@@ -91,12 +91,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The one line of Tandem's own on stdout: tests and scripts wait for
     // it. Records (access logs, app logs) may follow it on stdout, so the
     // record writer starts only now.
-    match logs_addr {
+    // A stdout nobody reads must not stop Tandem (println! would panic).
+    let listening = match logs_addr {
         Some(logs) => {
-            println!("tandem listening proxy={proxy_addr} admin={admin_addr} logs={logs}")
+            format!("tandem listening proxy={proxy_addr} admin={admin_addr} logs={logs}\n")
         }
-        None => println!("tandem listening proxy={proxy_addr} admin={admin_addr}"),
-    }
+        None => format!("tandem listening proxy={proxy_addr} admin={admin_addr}\n"),
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), listening.as_bytes());
     app.records().start();
 
     let admin = tokio::spawn(crate::admin::serve(admin_listener, app.clone()));

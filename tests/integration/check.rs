@@ -179,3 +179,30 @@ fn run_exits_64_on_bad_plugin_settings_and_1_on_a_broken_plugin() {
         assert!(stderr.contains("plugin(s) failed to load"), "{stderr}");
     }
 }
+
+/// A reader that goes away before the report (`tandem check | head -1`,
+/// `| grep -q`) does not turn the verdict into a crash: the exit code is
+/// still the check's.
+#[test]
+fn the_exit_code_survives_a_reader_that_went_away() {
+    use std::process::{Command, Stdio};
+    let good = dir_with(&[], "");
+    let bad = dir_with(
+        &[("deny", wasm("deny-path"), Some("[config]\nwrong = 1\n"))],
+        "",
+    );
+    for (dir, expected) in [(&good, 0), (&bad, 1)] {
+        let mut child = Command::new(crate::support::tandem::TANDEM)
+            .arg("check")
+            .arg("--config")
+            .arg(dir.path().join("tandem.toml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Closed before anything is written.
+        drop(child.stdout.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(expected), "{status:?}");
+    }
+}
