@@ -433,6 +433,20 @@ async fn api_keys_pass_and_fail_as_configured() {
     );
     assert_eq!(seen[0].headers["x-auth-subject"], "ci");
 
+    // On a public route too, a key in the query never reaches the app.
+    let reply = get_with(
+        &tandem.url(&format!("/public/key?api_key={API_KEY}&c=3")),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        upstream.seen_at("/public/key?c=3").len(),
+        1,
+        "the key is removed from a public route's query: {:?}",
+        upstream.seen()
+    );
+
     let reply = get_with(&tandem.url("/orders/4?api_key=nope"), &[]).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 

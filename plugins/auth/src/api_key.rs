@@ -25,8 +25,6 @@ pub struct ApiKeys {
 pub struct Presented {
     /// The key.
     pub key: String,
-    /// Whether it came from the query (and should be removed from it).
-    pub from_query: bool,
 }
 
 impl ApiKeys {
@@ -69,20 +67,28 @@ impl ApiKeys {
         self.header.as_deref()
     }
 
+    /// True if keys may come in the query string.
+    pub fn takes_query(&self) -> bool {
+        self.query.is_some()
+    }
+
+    /// True if `query` has the key parameter, even empty.
+    pub fn in_query(&self, query: &str) -> bool {
+        self.query
+            .as_deref()
+            .is_some_and(|name| form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == name))
+    }
+
     /// The key in the header, else the one in the query string.
     pub fn presented(&self, header: Option<String>, query: Option<&str>) -> Option<Presented> {
         if let Some(key) = header.filter(|k| !k.is_empty()) {
-            return Some(Presented {
-                key,
-                from_query: false,
-            });
+            return Some(Presented { key });
         }
         let name = self.query.as_deref()?;
         form_urlencoded::parse(query?.as_bytes())
             .find(|(k, v)| k == name && !v.is_empty())
             .map(|(_, v)| Presented {
                 key: v.into_owned(),
-                from_query: true,
             })
     }
 
@@ -161,12 +167,13 @@ mod tests {
         let keys = keys();
         let presented = keys.presented(None, Some("a=1&api_key=s%2D1&b=2")).unwrap();
         assert_eq!(presented.key, "s-1");
-        assert!(presented.from_query);
         assert_eq!(
             keys.strip_from_query("a=%20x&api_key=s&b=2").as_deref(),
             Some("a=%20x&b=2")
         );
         assert_eq!(keys.strip_from_query("api_key=s"), None);
+        assert!(keys.in_query("a=1&api_key="));
+        assert!(!keys.in_query("a=1&api_keys=x"));
         let header_first = keys.presented(Some("h".into()), Some("api_key=q")).unwrap();
         assert_eq!(header_first.key, "h");
     }

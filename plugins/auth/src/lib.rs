@@ -100,12 +100,32 @@ impl Plugin for Auth {
         }
         let method = req.method();
         let path = req.path();
+        // An API key in the query is a credential too: read here, then taken
+        // out of the target, so that the app (and its access log) never
+        // sees it, whatever this route requires.
+        let query = self
+            .api_keys
+            .as_ref()
+            .filter(|keys| keys.takes_query())
+            .and_then(|_| req.query());
+        if let (Some(api_keys), Some(query)) = (&self.api_keys, &query)
+            && api_keys.in_query(query)
+        {
+            let target = match api_keys.strip_from_query(query) {
+                Some(rest) => format!("{path}?{rest}"),
+                None => path.clone(),
+            };
+            if req.set_path_and_query(&target).is_err() {
+                let refusal = Refusal::Invalid("malformed request target");
+                return Ok(self.refuse(&refusal, "none", &method, &path));
+            }
+        }
         let requirement = self.rules.requirement(&method, &path);
         if *requirement == Requirement::Public {
             count("public", "none");
             return Ok(Action::Continue);
         }
-        let identity = match self.authenticate(req) {
+        let identity = match self.authenticate(req, query.as_deref()) {
             Ok(identity) => identity,
             Err(refusal) => return Ok(self.refuse(&refusal, "none", &method, &path)),
         };
@@ -127,7 +147,7 @@ impl Plugin for Auth {
 impl Auth {
     /// Finds and checks the request's credentials: a bearer token first,
     /// then an API key.
-    fn authenticate(&self, req: &Request) -> Result<Rc<Identity>, Refusal> {
+    fn authenticate(&self, req: &Request, query: Option<&str>) -> Result<Rc<Identity>, Refusal> {
         if let Some(jwt) = &self.jwt
             && let Some(token) = req.header("authorization").and_then(|v| bearer(&v))
         {
@@ -135,21 +155,10 @@ impl Auth {
         }
         if let Some(api_keys) = &self.api_keys {
             let header = api_keys.header().and_then(|name| req.header(name));
-            let query = req.query();
-            if let Some(presented) = api_keys.presented(header, query.as_deref()) {
+            if let Some(presented) = api_keys.presented(header, query) {
                 let identity = api_keys
                     .check(&presented.key)
                     .ok_or(Refusal::Invalid("invalid API key"))?;
-                if presented.from_query {
-                    // Keep the key out of the app's access logs.
-                    let path = req.path();
-                    let target = match api_keys.strip_from_query(query.as_deref().unwrap_or("")) {
-                        Some(rest) => format!("{path}?{rest}"),
-                        None => path,
-                    };
-                    req.set_path_and_query(&target)
-                        .map_err(|_| Refusal::Invalid("malformed request target"))?;
-                }
                 return Ok(Rc::new(identity));
             }
         }
