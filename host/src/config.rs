@@ -123,10 +123,20 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
             .unwrap_or(0)
             .min(text.len());
         let line = text[..offset].matches('\n').count() + 1;
+        let mut message = error.message().trim().to_owned();
+        // serde's type errors ("invalid type: string \"four\", expected
+        // u32") point at the value but do not name its key; unknown keys
+        // and missing ones are named already.
+        let names_its_key = ["unknown field", "missing field", "duplicate key"]
+            .iter()
+            .any(|start| message.starts_with(start));
+        if !names_its_key && let Some(key) = crate::config_location::key_at(text, offset) {
+            message = format!("`{key}`: {message}");
+        }
         ConfigError::Syntax {
             path: path.to_owned(),
             line,
-            message: error.message().trim().to_owned(),
+            message,
             text: line_text(text, line),
         }
     })

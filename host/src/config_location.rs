@@ -75,6 +75,63 @@ pub fn value_line(text: &str, key: &str) -> Option<usize> {
     Some(text[..offset].matches('\n').count() + 1)
 }
 
+/// The key whose value, as written in `text`, covers byte `offset`: what
+/// a type error that points at a value is about. Dotted, with `[n]` for an
+/// element of an array and quotes around a segment that needs them.
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    let document = DeTable::parse(text).ok()?;
+    let mut path = String::new();
+    find_in_table(document.get_ref(), offset, &mut path).then_some(path)
+}
+
+fn push_key(path: &mut String, name: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        path.push_str(name);
+    } else {
+        path.push('"');
+        path.push_str(name);
+        path.push('"');
+    }
+}
+
+fn find_in_table(table: &DeTable<'_>, offset: usize, path: &mut String) -> bool {
+    for (name, value) in table {
+        let before = path.len();
+        push_key(path, name.get_ref());
+        if find_in_value(value, offset, path) {
+            return true;
+        }
+        path.truncate(before);
+    }
+    false
+}
+
+fn find_in_value(value: &toml::Spanned<DeValue<'_>>, offset: usize, path: &mut String) -> bool {
+    match value.get_ref() {
+        DeValue::Table(table) => find_in_table(table, offset, path),
+        DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let before = path.len();
+                path.push_str(&format!("[{index}]"));
+                if find_in_value(item, offset, path) {
+                    return true;
+                }
+                path.truncate(before);
+            }
+            // The array as a whole (a list where a number belongs).
+            value.span().contains(&offset)
+        }
+        _ => value.span().contains(&offset),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +167,18 @@ mod tests {
         let inline = "limits.max_connections = 0\nrecords = { sink = \"x\" }\n";
         assert_eq!(value_line(inline, "limits.max_connections"), Some(1));
         assert_eq!(value_line(inline, "records.sink"), Some(2));
+    }
+
+    #[test]
+    fn the_key_of_a_value_is_found_from_its_offset() {
+        let text = "workers = \"four\"\n[limits]\nmax_connections = -1\n[[limits.route]]\nprefix = 5\n[files]\n\"jwt.jwks\" = 1\n";
+        let at = |needle: &str| key_at(text, text.find(needle).unwrap());
+        assert_eq!(at("\"four\"").as_deref(), Some("workers"));
+        assert_eq!(at("-1").as_deref(), Some("limits.max_connections"));
+        assert_eq!(at("5\n").as_deref(), Some("limits.route[0].prefix"));
+        let last = key_at(text, text.rfind("1\n").unwrap());
+        assert_eq!(last.as_deref(), Some("files.\"jwt.jwks\""));
+        assert_eq!(key_at(text, 0), None, "a key, not a value");
     }
 
     #[test]

@@ -73,6 +73,17 @@ fn malformed_toml_names_the_line_and_exits_64() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_names_its_key_and_line_and_exits_64() {
+    let dir = dir_with(&[], "workers = \"four\"");
+    let (code, output) = check(&dir.path().join("tandem.toml"));
+    assert_eq!(code, 64, "{output}");
+    assert!(
+        output.contains("tandem.toml:4: `workers`: invalid type"),
+        "{output}"
+    );
+}
+
+#[test]
 fn unknown_key_is_named_and_exits_64() {
     let dir = dir_with(&[], "upstream_timeuot_ms = 5");
     let (code, output) = check(&dir.path().join("tandem.toml"));
