@@ -101,14 +101,14 @@ impl Completion for ExchangeDone {
             BodyEnd::Dropped => {
                 error.get_or_insert_with(|| "response body not sent in full".into());
             }
-            // The head has gone (or is going) out with its status, so the
-            // client sees a cut connection, not a 502: at least the
-            // operator hears of it.
             // The connection was shut down under the response because the
             // client's upload broke: not the application's failure.
             BodyEnd::Failed(failure @ ExchangeError::UploadBroken) => {
                 error.get_or_insert_with(|| failure.to_string());
             }
+            // The head has gone (or is going) out with its status, so the
+            // client sees a cut connection, not a 502: at least the
+            // operator hears of it.
             BodyEnd::Failed(failure) => {
                 metrics.upstream_failed("response_body");
                 tracing::warn!(

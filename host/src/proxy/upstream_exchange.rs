@@ -518,12 +518,15 @@ impl Reader {
         }
     }
 
-    /// True if the connection was shut down because the request body
-    /// broke: then the end of the response is the client's doing.
-    fn upload_broke(&self) -> bool {
+    /// What ended a response read short: `seen`, unless the connection
+    /// was shut down because the request body broke, which makes it the
+    /// client's doing.
+    fn cut_by(&self, seen: ExchangeError) -> ExchangeError {
         match self {
-            Reader::Whole(_) => false,
-            Reader::Half { upload_broken, .. } => upload_broken.load(Ordering::Acquire),
+            Reader::Half { upload_broken, .. } if upload_broken.load(Ordering::Acquire) => {
+                ExchangeError::UploadBroken
+            }
+            _ => seen,
         }
     }
 }
@@ -643,31 +646,18 @@ impl Body for UpstreamResponse {
                 }
                 Poll::Pending => return Poll::Pending,
             };
-            match filled {
+            let failure = match filled {
                 Ok(0) if live.decoder.ends_at_close() => {
                     this.live = None;
                     return Poll::Ready(None);
                 }
-                Ok(0) => {
-                    let error = if live.reader.upload_broke() {
-                        ExchangeError::UploadBroken
-                    } else {
-                        ExchangeError::Truncated
-                    };
-                    this.live = None;
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    let error = if live.reader.upload_broke() {
-                        ExchangeError::UploadBroken
-                    } else {
-                        ExchangeError::Read(error)
-                    };
-                    this.live = None;
-                    return Poll::Ready(Some(Err(error)));
-                }
-            }
+                Ok(0) => ExchangeError::Truncated,
+                Ok(_) => continue,
+                Err(error) => ExchangeError::Read(error),
+            };
+            let error = live.reader.cut_by(failure);
+            this.live = None;
+            return Poll::Ready(Some(Err(error)));
         }
     }
 
