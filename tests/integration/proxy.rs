@@ -403,3 +403,87 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
         "no longer accepting"
     );
 }
+
+/// Splits pipelined HTTP/1.1 responses at their status lines, without
+/// their `date` lines (the only thing that may differ between two answers
+/// to the same request).
+fn responses_without_dates(text: &str) -> Vec<String> {
+    text.split("HTTP/1.1 ")
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| {
+            piece
+                .split("\r\n")
+                .filter(|line| !line.starts_with("date: "))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+/// Common requests are served by Tandem's own HTTP/1.1 reader, and the
+/// first request with a body hands the connection to hyper: the same
+/// requests must get byte-for-byte the same answers (date aside) on either
+/// side of that hand-over, chunked, HEAD and error answers included.
+#[tokio::test]
+async fn answers_read_the_same_before_and_after_a_connection_goes_to_hyper() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let tandem = plain_tandem(&upstream).await;
+    let common = "GET /stream?bytes=100 HTTP/1.1\r\nHost: a\r\n\r\n\
+                  HEAD /plain HTTP/1.1\r\nHost: a\r\n\r\n\
+                  GET /status/404 HTTP/1.1\r\nHost: a\r\n\r\n\
+                  DELETE /plain?x=1 HTTP/1.1\r\nHost: a\r\nX-Many: 1\r\nX-Many: 2\r\n\r\n";
+    let body = "POST /drain HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi";
+    let last = "GET /plain HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    stream
+        .write_all(format!("{common}{body}{common}{last}").as_bytes())
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect("the connection closes after the last request")
+        .unwrap();
+    let responses = responses_without_dates(&String::from_utf8_lossy(&received));
+    assert_eq!(responses.len(), 10, "{responses:#?}");
+    assert_eq!(responses[..4], responses[5..9], "own reader, then hyper");
+    assert!(
+        responses[0].contains("transfer-encoding: chunked"),
+        "{}",
+        responses[0]
+    );
+    assert!(
+        responses[1].contains("content-length: 19"),
+        "{}",
+        responses[1]
+    );
+    assert!(
+        responses[1].ends_with("||"),
+        "HEAD has no body: {}",
+        responses[1]
+    );
+    assert!(
+        responses[2].starts_with("404 Not Found|"),
+        "{}",
+        responses[2]
+    );
+    assert!(
+        responses[4].ends_with("||2"),
+        "the upload arrived: {}",
+        responses[4]
+    );
+    assert!(
+        responses[9].contains("connection: close"),
+        "{}",
+        responses[9]
+    );
+    let seen = upstream.seen();
+    let deletes: Vec<_> = seen.iter().filter(|s| s.method == Method::DELETE).collect();
+    assert_eq!(deletes.len(), 2);
+    for delete in deletes {
+        assert_eq!(delete.target, "/plain?x=1");
+        assert_eq!(delete.headers.get_all("x-many").iter().count(), 2);
+        assert_eq!(delete.headers["x-forwarded-proto"], "http");
+    }
+}

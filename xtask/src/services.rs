@@ -1,6 +1,7 @@
 //! Real tools the test suite uses where a user would use them, installed
 //! from Debian's packages when they are missing: `promtool` (package
-//! `prometheus`) checks the `/metrics` text format.
+//! `prometheus`) checks the `/metrics` text format; the benchmark's
+//! instruction counts use valgrind's callgrind (package `valgrind`).
 
 use std::process::{Command, Stdio};
 
@@ -48,6 +49,21 @@ pub fn ensure_test_tools() -> anyhow::Result<()> {
         )?;
         if !available("promtool", "--version") {
             bail!("promtool is still missing after installing the prometheus package");
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure valgrind (with `callgrind_control`) is installed, for the
+/// benchmark's instruction counts.
+pub fn ensure_valgrind() -> anyhow::Result<()> {
+    if !available("callgrind_control", "--version") {
+        apt_install(
+            &["valgrind"],
+            "callgrind counts the instructions the proxies run per request",
+        )?;
+        if !available("callgrind_control", "--version") {
+            bail!("callgrind_control is still missing after installing the valgrind package");
         }
     }
     Ok(())

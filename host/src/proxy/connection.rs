@@ -96,6 +96,11 @@ impl Activity {
         RequestGuard(self.clone())
     }
 
+    /// True if no request is in flight (nor a request body arriving).
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
     /// Resolves when the connection should be closed: no request within
     /// `request_head`, or no request in flight for `idle`. Between HTTP/1
     /// requests the next head must also come within `request_head`, so the

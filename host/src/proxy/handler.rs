@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::body::{BodyEnd, Completion, CountingBody, ResponseBody, UpstreamResponseBody};
 use super::connection::RequestGuard;
 use super::errors::ProxyError;
 use super::headers::{self, ClientAddress, Framing};
-use super::limits::{BodyVerdict, LimitedBody, declared_over, drain, expects_continue};
+use super::limits::{
+    BodyVerdict, InboundBody, LimitedBody, declared_over, drain, expects_continue,
+};
 use super::log_phase::{AbandonWatch, LogCalls, LogJob, micros};
 use super::path;
 use super::server::ConnectionHold;
@@ -275,7 +276,7 @@ impl Proxy {
     /// a body, is held until the body has gone upstream or been dropped.
     pub async fn handle(
         &self,
-        request: Request<Incoming>,
+        request: Request<InboundBody>,
         client: &ClientAddress,
         body_busy: Option<RequestGuard>,
     ) -> Response<ResponseBody> {
@@ -631,7 +632,7 @@ mod tests {
         let handle = future_size(
             |(proxy, request, client, busy): (
                 &Proxy,
-                Request<Incoming>,
+                Request<InboundBody>,
                 &ClientAddress,
                 Option<RequestGuard>,
             )| proxy.handle(request, client, busy),

@@ -42,10 +42,10 @@ static NEVER_CONNECTION_SCOPED: [HeaderName; 5] = [
 ];
 
 /// True if the comma-separated list `value` holds `token`, in any case.
-fn lists(value: &HeaderValue, token: &str) -> bool {
+pub fn lists(value: &[u8], token: &str) -> bool {
     value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .split(|&byte| byte == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// The protocols a client asks to switch to, if this is an HTTP/1.1
@@ -60,9 +60,9 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
     let asks = headers
         .get_all(CONNECTION)
         .iter()
-        .any(|value| lists(value, "upgrade"));
+        .any(|value| lists(value.as_bytes(), "upgrade"));
     let protocols = headers.get(UPGRADE).filter(|_| asks)?;
-    if !lists(protocols, "h2c") {
+    if !lists(protocols.as_bytes(), "h2c") {
         return Some(protocols.clone());
     }
     let others: Vec<&str> = protocols
@@ -87,7 +87,7 @@ pub fn switch_was_asked_for(asked: Option<&HeaderValue>, response: &HeaderMap) -
     };
     chosen
         .to_str()
-        .is_ok_and(|chosen| lists(asked, chosen.trim()))
+        .is_ok_and(|chosen| lists(asked.as_bytes(), chosen.trim()))
 }
 
 /// True if `host` is a host and an optional port (RFC 3986 section 3.2.2):

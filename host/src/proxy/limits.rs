@@ -79,15 +79,18 @@ impl BodyVerdict {
     /// reaches a client that is still sending.
     pub async fn drain_rest(&self) {
         let rest = self.0.rest.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(body) = rest {
-            drain(body).await;
-        }
+        drain(rest).await;
     }
 }
 
+/// A client's request body as it arrives: hyper's, or `None` for a
+/// request without one that Tandem's own HTTP/1.1 reader served.
+pub type InboundBody = Option<Incoming>;
+
 /// Reads and drops up to [`DRAIN_MAX_BYTES`] of a body that will not be
 /// used, for at most [`DRAIN_MAX_TIME`].
-pub async fn drain(mut body: Incoming) {
+pub async fn drain(body: InboundBody) {
+    let Some(mut body) = body else { return };
     let drain = async {
         let mut drained = 0u64;
         while drained <= DRAIN_MAX_BYTES {
@@ -121,7 +124,8 @@ pub fn declared_over(headers: &HeaderMap, limit: u64) -> bool {
 
 /// A client's request body with a size limit and a deadline.
 pub struct LimitedBody {
-    /// None once the size limit cut it off (it is then in the verdict).
+    /// None if there is none, or once the size limit cut it off (it is
+    /// then in the verdict).
     inner: Option<Incoming>,
     limit: u64,
     read: u64,
@@ -137,9 +141,9 @@ pub struct LimitedBody {
 
 impl LimitedBody {
     /// Limits `inner` to `limit` bytes, all received by `deadline`.
-    pub fn new(inner: Incoming, limit: u64, deadline: Instant, verdict: BodyVerdict) -> Self {
+    pub fn new(inner: InboundBody, limit: u64, deadline: Instant, verdict: BodyVerdict) -> Self {
         Self {
-            inner: Some(inner),
+            inner,
             limit,
             read: 0,
             deadline,

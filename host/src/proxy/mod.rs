@@ -3,13 +3,19 @@
 
 pub mod body;
 pub mod connection;
+pub mod date_header;
 pub mod errors;
 pub mod handler;
+pub mod header_spans;
 pub mod headers;
+pub mod inbound_head;
 pub mod limits;
 pub mod log_phase;
+pub mod own_http1;
 pub mod path;
 pub mod protocol;
+pub mod response_encoder;
+pub mod rewind;
 pub mod server;
 pub mod silence;
 pub mod upgrade;

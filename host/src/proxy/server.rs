@@ -14,6 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
@@ -26,7 +27,10 @@ use super::Proxy;
 use super::body::ResponseBody;
 use super::connection::{Activity, TrackedBody};
 use super::headers::ClientAddress;
+use super::limits::InboundBody;
+use super::own_http1::{self, Ended, HeadLimits};
 use super::protocol::{self, Protocol};
+use super::rewind::Rewound;
 use crate::config::Limits;
 
 /// How long a connection closed for being quiet gets to finish closing.
@@ -117,35 +121,13 @@ async fn serve_connection(
     });
     let limits = proxy.limits().clone();
     let activity = Arc::new(Activity::default());
-    let tracked = activity.clone();
-    let handler = proxy.clone();
-    let client = Arc::new(ClientAddress::new(peer));
-    let phase = stop.clone();
-    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        let guard = tracked.request_started(request.version());
-        let body_busy = (!http_body::Body::is_end_stream(request.body())).then(|| tracked.busy());
-        let proxy = handler.clone();
-        let client = client.clone();
-        // Only a request that may switch protocols carries the hold (an
-        // extension costs an allocation).
-        if request.headers().contains_key(http::header::UPGRADE) {
-            request.extensions_mut().insert(hold.clone());
-        }
-        // HTTP/2 streams run in tasks of their own, which outlive their
-        // connection's; at the end of the shutdown grace they are cut here.
-        let cut = (request.version() == http::Version::HTTP_2).then(|| phase.clone());
-        async move {
-            let handling = proxy.handle(request, &client, body_busy);
-            let response = match cut {
-                None => handling.await,
-                Some(mut phase) => tokio::select! {
-                    response = handling => response,
-                    _ = phase.wait_for(|phase| *phase == Phase::Cut) => cut_response(),
-                },
-            };
-            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
-        }
-    });
+    let answerer = Answerer {
+        proxy: proxy.clone(),
+        activity: activity.clone(),
+        hold,
+        client: Arc::new(ClientAddress::new(peer)),
+        phase: stop.clone(),
+    };
     let protocol = tokio::select! {
         detected = protocol::detect(&stream) => match detected {
             Ok(Some(protocol)) => protocol,
@@ -162,63 +144,174 @@ async fn serve_connection(
         }
         _ = stop.wait_for(|phase| *phase != Phase::Serving) => return,
     };
-    let io = TokioIo::new(stream);
-    let watch = Watch {
-        activity: &activity,
-        limits: &limits,
-        proxy: &proxy,
+    let mut watch = Watch {
+        activity: activity.clone(),
+        head_timeout: limits.header_read_timeout,
+        idle_timeout: limits.idle_timeout,
+        proxy: proxy.clone(),
         peer,
         stop,
     };
     match protocol {
         Protocol::Http1 => {
-            let connection = settings.http1.serve_connection(io, service).with_upgrades();
-            watch
-                .serve(connection, |connection| connection.graceful_shutdown())
+            // Tandem's own reader serves the common requests; the first
+            // other one hands the connection to hyper (see `own_http1`).
+            let closing = Arc::new(AtomicBool::new(false));
+            let head_limits = HeadLimits {
+                max_bytes: limits.max_request_header_bytes,
+                max_headers: limits.max_request_headers,
+            };
+            let own_answerer = answerer.clone();
+            let own = own_http1::serve(
+                stream,
+                move |request| own_answerer.answer(request),
+                head_limits,
+                closing.clone(),
+            );
+            // A connection with a request in flight finishes it; one
+            // without is dropped at once.
+            let ask_to_close = |_: Pin<&mut _>| {
+                closing.store(true, Ordering::Relaxed);
+                activity.is_idle()
+            };
+            let ended = watch.serve(own, ask_to_close).await;
+            let Some(Ended::HandOff { stream, unread }) = ended else {
+                return;
+            };
+            let io = TokioIo::new(Rewound::new(stream, unread));
+            let connection = settings
+                .http1
+                .serve_connection(io, hyper_service(answerer))
+                .with_upgrades();
+            let ended = watch
+                .serve(connection, |connection| {
+                    connection.graceful_shutdown();
+                    false
+                })
                 .await;
+            log_error(peer, ended);
         }
         Protocol::Http2 => {
-            let connection = settings.http2.serve_connection(io, service);
-            watch
-                .serve(connection, |connection| connection.graceful_shutdown())
+            let io = TokioIo::new(stream);
+            let connection = settings.http2.serve_connection(io, hyper_service(answerer));
+            let ended = watch
+                .serve(connection, |connection| {
+                    connection.graceful_shutdown();
+                    false
+                })
                 .await;
+            log_error(peer, ended);
         }
     }
 }
 
-/// What watches a connection while hyper serves it.
-struct Watch<'a> {
-    activity: &'a Activity,
-    limits: &'a Limits,
-    proxy: &'a Proxy,
+/// How a connection answers a request: the proxy's answer, with the
+/// connection's bookkeeping around it (its activity for the watchdog, its
+/// hold for a protocol switch, the cut of HTTP/2 streams at the end of the
+/// shutdown grace). HTTP/2 runs each stream's future in a task of its own,
+/// so the futures own what they use.
+#[derive(Clone)]
+struct Answerer {
+    proxy: Arc<Proxy>,
+    activity: Arc<Activity>,
+    hold: Arc<ConnectionHold>,
+    client: Arc<ClientAddress>,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Answerer {
+    fn answer(
+        &self,
+        mut request: hyper::Request<InboundBody>,
+    ) -> impl Future<Output = hyper::Response<TrackedBody<ResponseBody>>> + Send + use<> {
+        let guard = self.activity.request_started(request.version());
+        let body_busy = request
+            .body()
+            .as_ref()
+            .is_some_and(|body| !http_body::Body::is_end_stream(body))
+            .then(|| self.activity.busy());
+        let proxy = self.proxy.clone();
+        let client = self.client.clone();
+        // Only a request that may switch protocols carries the hold (an
+        // extension costs an allocation).
+        if request.headers().contains_key(http::header::UPGRADE) {
+            request.extensions_mut().insert(self.hold.clone());
+        }
+        // HTTP/2 streams run in tasks of their own, which outlive their
+        // connection's; at the end of the shutdown grace they are cut here.
+        let cut = (request.version() == http::Version::HTTP_2).then(|| self.phase.clone());
+        async move {
+            let handling = proxy.handle(request, &client, body_busy);
+            let response = match cut {
+                None => handling.await,
+                Some(mut phase) => tokio::select! {
+                    response = handling => response,
+                    _ = phase.wait_for(|phase| *phase == Phase::Cut) => cut_response(),
+                },
+            };
+            response.map(|body| TrackedBody::new(body, guard))
+        }
+    }
+}
+
+/// `answerer` as a hyper service.
+fn hyper_service(
+    answerer: Answerer,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<TrackedBody<ResponseBody>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<hyper::Response<TrackedBody<ResponseBody>>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let answering = answerer.answer(request.map(Some));
+        async move { Ok::<_, Infallible>(answering.await) }
+    })
+}
+
+/// Logs how hyper's connection ended, if it ended with an error.
+fn log_error(peer: SocketAddr, ended: Option<hyper::Result<()>>) {
+    if let Some(Err(error)) = ended {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// What watches a connection while it is served.
+struct Watch {
+    activity: Arc<Activity>,
+    head_timeout: Duration,
+    idle_timeout: Duration,
+    proxy: Arc<Proxy>,
     peer: SocketAddr,
     stop: watch::Receiver<Phase>,
 }
 
-impl Watch<'_> {
+impl Watch {
     /// Drives `connection` until it ends, goes quiet, or shutdown drains
-    /// it; `graceful_shutdown` asks it to finish what is in flight.
-    async fn serve<C>(mut self, connection: C, graceful_shutdown: impl FnOnce(Pin<&mut C>))
-    where
-        C: Future<Output = hyper::Result<()>>,
-    {
+    /// it; `graceful_shutdown` asks it to finish what is in flight, and
+    /// returns true if nothing is, so that it can be dropped at once.
+    /// Returns the connection's own end, if it ended before it was asked to.
+    async fn serve<C: Future>(
+        &mut self,
+        connection: C,
+        graceful_shutdown: impl FnOnce(Pin<&mut C>) -> bool,
+    ) -> Option<C::Output> {
         let peer = self.peer;
         tokio::pin!(connection);
         let draining = tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-                return;
-            }
-            reason = self.activity.closed_when_quiet(self.limits.header_read_timeout, self.limits.idle_timeout) => {
+            // In this order: the connection is what wakes the task most.
+            biased;
+            ended = connection.as_mut() => return Some(ended),
+            reason = self.activity.closed_when_quiet(self.head_timeout, self.idle_timeout) => {
                 self.proxy.metrics().connection_closed(reason.name());
                 tracing::debug!(%peer, reason = reason.name(), "closing a quiet connection");
                 false
             }
             _ = self.stop.wait_for(|phase| *phase != Phase::Serving) => true,
         };
-        graceful_shutdown(connection.as_mut());
+        if graceful_shutdown(connection.as_mut()) {
+            return None;
+        }
         if draining {
             // Shutdown: in-flight requests finish, until the grace is over
             // and the worker cuts what is left. Dropping the connection
@@ -230,7 +323,7 @@ impl Watch<'_> {
                 _ = self.stop.wait_for(|phase| *phase == Phase::Cut) => {
                     tracing::debug!(%peer, "cut at the end of the shutdown grace");
                 }
-                reason = self.activity.closed_when_quiet(self.limits.header_read_timeout, self.limits.idle_timeout) => {
+                reason = self.activity.closed_when_quiet(self.head_timeout, self.idle_timeout) => {
                     self.proxy.metrics().connection_closed(reason.name());
                     tracing::debug!(%peer, reason = reason.name(), "closing a quiet connection while draining");
                 }
@@ -239,6 +332,7 @@ impl Watch<'_> {
             // Nothing is in flight: a client that does not close is cut off.
             let _ = tokio::time::timeout(QUIET_CLOSE_GRACE, connection).await;
         }
+        None
     }
 }
 

@@ -13,8 +13,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
-/// Most headers a response head may have (as many as hyper allows).
-const MAX_RESPONSE_HEADERS: usize = 100;
+use super::header_spans::{BadHeader, HeaderSpans, MAX_HEADERS};
+use super::headers::lists;
+
 /// Longest response head, and longest trailer section, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Longest chunk-size line (size and extensions), in bytes.
@@ -137,7 +138,7 @@ pub fn parse_response_head(
 ) -> Result<Option<ResponseHead>, ResponseError> {
     // Left uninitialised: zeroing this many slots for every response
     // would cost more than parsing a short head.
-    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut response,
@@ -156,7 +157,7 @@ pub fn parse_response_head(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(ResponseError::MalformedHead(format!(
-                "more than {MAX_RESPONSE_HEADERS} headers"
+                "more than {MAX_HEADERS} headers"
             )));
         }
         Err(error) => return Err(ResponseError::MalformedHead(error.to_string())),
@@ -170,32 +171,14 @@ pub fn parse_response_head(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each header's name and value sit in the head, so that the
-    // values can share the head's bytes rather than be copied once the
-    // head is taken out of the buffer.
-    let base = buffer.as_ptr() as usize;
-    let mut spans = [HeaderSpan::default(); MAX_RESPONSE_HEADERS];
-    let count = response.headers.len();
-    for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
-        *span = HeaderSpan {
-            name: HeaderSpan::of(header.name.as_bytes(), base),
-            value: HeaderSpan::of(header.value, base),
-        };
-    }
+    let spans = HeaderSpans::<MAX_HEADERS>::record(response.headers, buffer.as_ptr());
     let head = buffer.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for span in &spans[..count] {
-        let name_bytes = &head[HeaderSpan::range(span.name)];
-        let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
-            ResponseError::MalformedHead(format!(
-                "header name {:?}",
-                String::from_utf8_lossy(name_bytes)
-            ))
-        })?;
-        let value = HeaderValue::from_maybe_shared(head.slice(HeaderSpan::range(span.value)))
-            .map_err(|_| ResponseError::MalformedHead(format!("the value of header {name}")))?;
-        headers.append(name, value);
-    }
+    let mut headers = spans.to_header_map(&head, 0).map_err(|bad| {
+        ResponseError::MalformedHead(match bad {
+            BadHeader::Name(name) => format!("header name {name:?}"),
+            BadHeader::Value(name) => format!("the value of header {name}"),
+        })
+    })?;
     let mut keep_alive = match version {
         Version::HTTP_10 => has_token(&headers, CONNECTION, "keep-alive"),
         _ => !has_token(&headers, CONNECTION, "close"),
@@ -261,34 +244,12 @@ pub fn parse_response_head(
     }))
 }
 
-/// Where a header's name and value are in a response head.
-#[derive(Clone, Copy, Default)]
-struct HeaderSpan {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
-impl HeaderSpan {
-    /// The span of `part`, a slice of the buffer that starts at `base`.
-    fn of(part: &[u8], base: usize) -> (u32, u32) {
-        let start = part.as_ptr() as usize - base;
-        // A head is at most a few dozen KiB into the buffer.
-        (start as u32, (start + part.len()) as u32)
-    }
-
-    fn range((start, end): (u32, u32)) -> std::ops::Range<usize> {
-        start as usize..end as usize
-    }
-}
-
 /// True if a comma-separated header `name` lists `token` (any case).
 fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
+        .any(|value| lists(value.as_bytes(), token))
 }
 
 /// True if `chunked` is the one transfer coding.
@@ -485,7 +446,7 @@ impl BodyDecoder {
                 .map_err(|_| ResponseError::MalformedChunk("a bad trailer name"))?;
             let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii())
                 .map_err(|_| ResponseError::MalformedChunk("a bad trailer value"))?;
-            if trailers.len() == MAX_RESPONSE_HEADERS {
+            if trailers.len() == MAX_HEADERS {
                 return Err(ResponseError::MalformedChunk("too many trailers"));
             }
             trailers.append(name, value);
@@ -811,7 +772,7 @@ mod tests {
             ResponseError::MalformedChunk("a trailer section too long")
         );
         let mut wire = b"0\r\n".to_vec();
-        for index in 0..=MAX_RESPONSE_HEADERS {
+        for index in 0..=MAX_HEADERS {
             wire.extend_from_slice(format!("t{index}: v\r\n").as_bytes());
         }
         wire.extend_from_slice(b"\r\n");

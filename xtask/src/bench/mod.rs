@@ -3,13 +3,15 @@
 //! when it can be installed), the instance-strategy comparison on the real
 //! chain, the cost of one hook call, the per-request cost of the same
 //! plugin in Rust, C, Python and JavaScript, and the first-party plugins
-//! (access-log, metrics, auth, rate-limit) alone and together. Figures,
+//! (access-log, metrics, auth, rate-limit) alone and together, and the
+//! instructions per request of Tandem and nginx under callgrind. Figures,
 //! never pass/fail: these machines are shared and noisy, so compare the
 //! ratios of one run.
 
 mod containment;
 mod cpu;
 mod hook_cost;
+mod instructions;
 mod load;
 mod nginx;
 mod plugins;
@@ -56,6 +58,8 @@ enum Part {
     Plugins,
     /// p99 of other requests while one plugin loops on every call.
     Containment,
+    /// Instructions per request, Tandem and nginx, under callgrind (valgrind).
+    Instructions,
 }
 
 /// Runs `cargo xtask bench`.
@@ -110,6 +114,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if wanted(Part::Containment) {
         containment::run()?;
+        println!();
+    }
+    if wanted(Part::Instructions) {
+        instructions::run(&runtime)?;
         println!();
     }
     Ok(())

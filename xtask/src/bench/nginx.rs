@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use super::scenario::command_under;
 use crate::process::Service;
 
 /// Finds nginx, installing it with apt-get when running as root.
@@ -38,21 +39,35 @@ pub fn ensure_installed() -> anyhow::Result<String> {
     Ok("/usr/sbin/nginx".to_owned())
 }
 
-/// Starts nginx with `workers` worker processes, proxying `listen` to
+/// How nginx runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Processes {
+    /// A master and this many workers.
+    Workers(usize),
+    /// One process that serves (for a tool that follows one process).
+    Single,
+}
+
+/// Starts nginx (run by `launcher`, if any) as `processes`, proxying `listen` to
 /// `upstream` over keep-alive connections. Client connections stay open for
 /// as many requests as they like, as Tandem's do (nginx's default closes
 /// one after 1,000 requests, which the load generator would pay for in
 /// reconnections).
 pub fn start(
+    launcher: &[String],
     binary: &str,
     dir: &Path,
     listen: SocketAddr,
     upstream: SocketAddr,
-    workers: usize,
+    processes: Processes,
 ) -> anyhow::Result<Service> {
     std::fs::create_dir_all(dir.join("tmp"))?;
+    let processes = match processes {
+        Processes::Workers(workers) => format!("worker_processes {workers};"),
+        Processes::Single => "master_process off;\nworker_processes 1;".to_owned(),
+    };
     let conf = format!(
-        "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log stderr warn;\n\
+        "{processes}\ndaemon off;\npid {dir}/nginx.pid;\nerror_log stderr warn;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  keepalive_requests 100000000;\n  client_body_temp_path {dir}/tmp;\n  proxy_temp_path {dir}/tmp;\n\
          fastcgi_temp_path {dir}/tmp;\n  uwsgi_temp_path {dir}/tmp;\n  scgi_temp_path {dir}/tmp;\n\
@@ -63,7 +78,7 @@ pub fn start(
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf)?;
-    let mut command = Command::new(binary);
+    let mut command = command_under(launcher, Path::new(binary));
     command
         .arg("-c")
         .arg(&path)
@@ -71,7 +86,8 @@ pub fn start(
         .arg(dir)
         .stderr(Stdio::null());
     let service = Service::spawn("nginx", command)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Under valgrind, starting takes seconds.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(listen).is_err() {
         if Instant::now() > deadline {
             bail!("nginx did not listen on {listen}");

@@ -123,6 +123,31 @@ pub fn start_tandem(
     extra_config: &str,
     interrupt: &Interrupt,
 ) -> anyhow::Result<Tandem> {
+    start_tandem_under(&[], dir, upstream, plugins, extra_config, interrupt)
+}
+
+/// `program`, run by `launcher` (a program and its arguments, such as
+/// valgrind) if there is one.
+pub fn command_under(launcher: &[String], program: &Path) -> Command {
+    match launcher.split_first() {
+        None => Command::new(program),
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+    }
+}
+
+/// [`start_tandem`], with Tandem run by `launcher`.
+pub fn start_tandem_under(
+    launcher: &[String],
+    dir: &Path,
+    upstream: SocketAddr,
+    plugins: &[PluginSpec],
+    extra_config: &str,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Tandem> {
     let plugin_dir = dir.join("plugins");
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(&plugin_dir)?;
@@ -137,7 +162,7 @@ pub fn start_tandem(
         "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n[plugins]\ndir = \"plugins\"\n{extra_config}"
     );
     std::fs::write(dir.join("tandem.toml"), config)?;
-    let mut command = Command::new(workspace::release_binary("tandem"));
+    let mut command = command_under(launcher, &workspace::release_binary("tandem"));
     command
         .arg("run")
         .arg("--config")
@@ -216,8 +241,14 @@ pub fn run_all(
                 println!("bench: starting nginx");
                 let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
                 let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let nginx =
-                    nginx::start(&binary, &bench_dir.join("nginx"), listen, app_addr, workers)?;
+                let nginx = nginx::start(
+                    &[],
+                    &binary,
+                    &bench_dir.join("nginx"),
+                    listen,
+                    app_addr,
+                    nginx::Processes::Workers(workers),
+                )?;
                 // The master and its workers.
                 let pids = nginx
                     .pid()

@@ -1,0 +1,105 @@
+//! Where each header of a head parsed by httparse sits in its buffer, so
+//! that once the head is taken out of the buffer (as one shared `Bytes`)
+//! the header values can share its bytes instead of being copied one by
+//! one. The inbound request reader and the upstream response reader both
+//! build their `HeaderMap`s this way, as hyper does.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Most header lines a response head may have (as many as hyper allows by
+/// default).
+pub const MAX_HEADERS: usize = 100;
+
+/// Where one header's name and value are, as offsets into the head.
+#[derive(Clone, Copy, Default)]
+struct HeaderSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// The positions of a head's headers, at most `N` of them.
+pub struct HeaderSpans<const N: usize> {
+    spans: [HeaderSpan; N],
+    count: usize,
+}
+
+/// A header that `http` does not accept, though httparse did.
+#[derive(Debug)]
+pub enum BadHeader {
+    /// The name, as sent.
+    Name(String),
+    /// The value of the named header.
+    Value(HeaderName),
+}
+
+/// Offsets of `part`, a slice of the buffer that starts at `base`.
+fn offsets(part: &[u8], base: usize) -> (u32, u32) {
+    let start = part.as_ptr() as usize - base;
+    // A head is at most a few hundred KiB into the buffer.
+    (start as u32, (start + part.len()) as u32)
+}
+
+fn range((start, end): (u32, u32)) -> std::ops::Range<usize> {
+    start as usize..end as usize
+}
+
+impl<const N: usize> HeaderSpans<N> {
+    /// Records where `headers` (at most `N`, parsed from the buffer whose
+    /// first byte is at `base`) are.
+    pub fn record(headers: &[httparse::Header<'_>], base: *const u8) -> Self {
+        let base = base as usize;
+        let mut spans = [HeaderSpan::default(); N];
+        for (span, header) in spans.iter_mut().zip(headers) {
+            *span = HeaderSpan {
+                name: offsets(header.name.as_bytes(), base),
+                value: offsets(header.value, base),
+            };
+        }
+        Self {
+            spans,
+            count: headers.len().min(N),
+        }
+    }
+
+    /// The headers, their values sharing `head` (the buffer's bytes from
+    /// `base` on, taken out), in a map with room for `room` more.
+    pub fn to_header_map(&self, head: &Bytes, room: usize) -> Result<HeaderMap, BadHeader> {
+        let mut headers = HeaderMap::with_capacity(self.count + room);
+        for span in &self.spans[..self.count] {
+            let name_bytes = &head[range(span.name)];
+            let name = HeaderName::from_bytes(name_bytes)
+                .map_err(|_| BadHeader::Name(String::from_utf8_lossy(name_bytes).into_owned()))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(range(span.value)))
+                .map_err(|_| BadHeader::Value(name.clone()))?;
+            headers.append(name, value);
+        }
+        Ok(headers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_share_the_head_and_names_are_lowercased() {
+        let raw = b"X: 1\r\nContent-Type: text/plain\r\nx: 2\r\n\r\n";
+        let mut slots = [httparse::EMPTY_HEADER; 4];
+        let httparse::Status::Complete((_, parsed)) =
+            httparse::parse_headers(raw, &mut slots).unwrap()
+        else {
+            panic!("complete");
+        };
+        let spans = HeaderSpans::<4>::record(parsed, raw.as_ptr());
+        let head = Bytes::from_static(raw);
+        let headers = spans.to_header_map(&head, 0).unwrap();
+        assert_eq!(headers.get_all("x").iter().count(), 2);
+        assert_eq!(headers["content-type"], "text/plain");
+        let value = headers["content-type"].as_bytes();
+        assert!(
+            head.as_ptr_range().contains(&value.as_ptr()),
+            "shared, not copied"
+        );
+    }
+}
