@@ -4,6 +4,8 @@
 //! one. The inbound request reader and the upstream response reader both
 //! build their `HeaderMap`s this way, as hyper does.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -12,17 +14,23 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 pub const MAX_HEADERS: usize = 100;
 
 /// Where one header's name and value are, as offsets into the head.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct HeaderSpan {
     name: (u32, u32),
     value: (u32, u32),
 }
 
-/// The positions of a head's headers, at most `N` of them.
-pub struct HeaderSpans<const N: usize> {
-    spans: [HeaderSpan; N],
-    count: usize,
+thread_local! {
+    /// The spans of the head being taken apart on this thread. Kept rather
+    /// than made per head: an array for the most headers a head may have
+    /// would be zeroed and moved for every request and response.
+    static SPANS: RefCell<Vec<HeaderSpan>> = const { RefCell::new(Vec::new()) };
 }
+
+/// The recorded positions of a head's headers, kept on this thread until
+/// [`to_header_map`](Self::to_header_map) (which must follow before the
+/// thread parses another head; nothing between the two may wait).
+pub struct HeaderSpans(());
 
 /// A header that `http` does not accept, though httparse did.
 #[derive(Debug)]
@@ -44,37 +52,37 @@ fn range((start, end): (u32, u32)) -> std::ops::Range<usize> {
     start as usize..end as usize
 }
 
-impl<const N: usize> HeaderSpans<N> {
-    /// Records where `headers` (at most `N`, parsed from the buffer whose
-    /// first byte is at `base`) are.
+impl HeaderSpans {
+    /// Records where `headers` (parsed from the buffer whose first byte is
+    /// at `base`) are.
     pub fn record(headers: &[httparse::Header<'_>], base: *const u8) -> Self {
         let base = base as usize;
-        let mut spans = [HeaderSpan::default(); N];
-        for (span, header) in spans.iter_mut().zip(headers) {
-            *span = HeaderSpan {
+        SPANS.with_borrow_mut(|spans| {
+            spans.clear();
+            spans.extend(headers.iter().map(|header| HeaderSpan {
                 name: offsets(header.name.as_bytes(), base),
                 value: offsets(header.value, base),
-            };
-        }
-        Self {
-            spans,
-            count: headers.len().min(N),
-        }
+            }));
+        });
+        Self(())
     }
 
     /// The headers, their values sharing `head` (the buffer's bytes from
     /// `base` on, taken out), in a map with room for `room` more.
-    pub fn to_header_map(&self, head: &Bytes, room: usize) -> Result<HeaderMap, BadHeader> {
-        let mut headers = HeaderMap::with_capacity(self.count + room);
-        for span in &self.spans[..self.count] {
-            let name_bytes = &head[range(span.name)];
-            let name = HeaderName::from_bytes(name_bytes)
-                .map_err(|_| BadHeader::Name(String::from_utf8_lossy(name_bytes).into_owned()))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(range(span.value)))
-                .map_err(|_| BadHeader::Value(name.clone()))?;
-            headers.append(name, value);
-        }
-        Ok(headers)
+    pub fn to_header_map(self, head: &Bytes, room: usize) -> Result<HeaderMap, BadHeader> {
+        SPANS.with_borrow(|spans| {
+            let mut headers = HeaderMap::with_capacity(spans.len() + room);
+            for span in spans {
+                let name_bytes = &head[range(span.name)];
+                let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
+                    BadHeader::Name(String::from_utf8_lossy(name_bytes).into_owned())
+                })?;
+                let value = HeaderValue::from_maybe_shared(head.slice(range(span.value)))
+                    .map_err(|_| BadHeader::Value(name.clone()))?;
+                headers.append(name, value);
+            }
+            Ok(headers)
+        })
     }
 }
 
@@ -91,7 +99,7 @@ mod tests {
         else {
             panic!("complete");
         };
-        let spans = HeaderSpans::<4>::record(parsed, raw.as_ptr());
+        let spans = HeaderSpans::record(parsed, raw.as_ptr());
         let head = Bytes::from_static(raw);
         let headers = spans.to_header_map(&head, 0).unwrap();
         assert_eq!(headers.get_all("x").iter().count(), 2);

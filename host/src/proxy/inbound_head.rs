@@ -92,7 +92,7 @@ pub fn take(buffer: &mut BytesMut, max_bytes: usize, max_headers: usize) -> Inbo
         }
     }
     let base = buffer.as_ptr();
-    let spans = HeaderSpans::<MAX_HEADERS>::record(parsed.headers, base);
+    let spans = HeaderSpans::record(parsed.headers, base);
     let path = parsed.path.unwrap_or_default();
     let path_range = {
         let start = path.as_ptr() as usize - base as usize;

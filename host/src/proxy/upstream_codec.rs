@@ -171,7 +171,7 @@ pub fn parse_response_head(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let spans = HeaderSpans::<MAX_HEADERS>::record(response.headers, buffer.as_ptr());
+    let spans = HeaderSpans::record(response.headers, buffer.as_ptr());
     let head = buffer.split_to(length).freeze();
     let mut headers = spans.to_header_map(&head, 0).map_err(|bad| {
         ResponseError::MalformedHead(match bad {

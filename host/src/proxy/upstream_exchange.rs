@@ -377,7 +377,13 @@ where
                     Poll::Pending => {}
                 }
             }
-            match parse_response_head(&mut connection.buffer, &method)? {
+            // Nothing to parse before the first bytes come.
+            let parsed = if connection.buffer.is_empty() {
+                None
+            } else {
+                parse_response_head(&mut connection.buffer, &method)?
+            };
+            match parsed {
                 Some(head)
                     if head.parts.status.is_informational()
                         && head.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
