@@ -241,11 +241,12 @@ impl Answerer {
         // connection's; at the end of the shutdown grace they are cut here.
         let cut = (request.version() == http::Version::HTTP_2).then(|| self.phase.clone());
         async move {
-            let handling = proxy.handle(request, &client, body_busy);
+            // Awaited where it is made when it can be: the future is
+            // kilobytes, and each move copies it.
             let response = match cut {
-                None => handling.await,
+                None => proxy.handle(request, &client, body_busy).await,
                 Some(mut phase) => tokio::select! {
-                    response = handling => response,
+                    response = proxy.handle(request, &client, body_busy) => response,
                     _ = phase.wait_for(|phase| *phase == Phase::Cut) => cut_response(),
                 },
             };

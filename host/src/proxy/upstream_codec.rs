@@ -190,22 +190,24 @@ pub fn parse_response_head(
     // Checked on every answer that declares one, with or without a body:
     // the client frames the answer to its GET by the same header it sees
     // on the answer to a HEAD.
-    let declared =
-        if headers.contains_key(CONTENT_LENGTH) && !headers.contains_key(TRANSFER_ENCODING) {
-            let length = content_length(&headers)?;
-            // `5, 5` or two equal headers go on as one plain length.
-            let repeated = headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some()
-                || headers[CONTENT_LENGTH].as_bytes().contains(&b',');
-            if repeated {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
-            }
-            Some(length)
-        } else {
-            None
-        };
+    let chunked = headers.contains_key(TRANSFER_ENCODING);
+    let declared = if chunked {
+        None
+    } else {
+        content_length(&headers)?
+    };
+    if let Some(Declared {
+        length,
+        repeated: true,
+    }) = declared
+    {
+        // `5, 5` or two equal headers go on as one plain length.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    let declared = declared.map(|declared| declared.length);
     let framing = if bodiless {
         Framing::Empty
-    } else if headers.contains_key(TRANSFER_ENCODING) {
+    } else if chunked {
         // A Content-Length beside it is ignored and must not travel on;
         // the two together, or Transfer-Encoding in HTTP/1.0, are a sign
         // that sender and receiver may disagree on where the message ends,
@@ -266,11 +268,37 @@ fn only_chunked(headers: &HeaderMap) -> bool {
         && codings.next().is_none()
 }
 
-/// The one length that every `Content-Length` (and every item of a
-/// comma-separated one) agrees on.
-fn content_length(headers: &HeaderMap) -> Result<u64, ResponseError> {
+/// A `Content-Length` as declared: the length, and whether it was said
+/// more than once (`5, 5`, or two headers that agree).
+struct Declared {
+    length: u64,
+    repeated: bool,
+}
+
+/// The response's `Content-Length`, if it has one. Every value must be
+/// digits, and all of them the same length.
+fn content_length(headers: &HeaderMap) -> Result<Option<Declared>, ResponseError> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let mut second = values.next();
+    // The common case, one plain number, without splitting lists.
+    let digits = first.as_bytes();
+    if second.is_none() && !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+        let length = first
+            .to_str()
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or(ResponseError::BadContentLength)?;
+        return Ok(Some(Declared {
+            length,
+            repeated: false,
+        }));
+    }
     let mut agreed = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
+    let mut items = 0;
+    for value in std::iter::once(first).chain(second.take()).chain(values) {
         let text = value
             .to_str()
             .map_err(|_| ResponseError::BadContentLength)?;
@@ -284,9 +312,14 @@ fn content_length(headers: &HeaderMap) -> Result<u64, ResponseError> {
                 return Err(ResponseError::BadContentLength);
             }
             agreed = Some(length);
+            items += 1;
         }
     }
-    agreed.ok_or(ResponseError::BadContentLength)
+    let length = agreed.ok_or(ResponseError::BadContentLength)?;
+    Ok(Some(Declared {
+        length,
+        repeated: items > 1,
+    }))
 }
 
 /// What a body decoder found in the buffer.
