@@ -206,6 +206,13 @@ async fn write_out(stream: &mut TcpStream, out: &mut BytesMut) -> bool {
     written.is_ok()
 }
 
+/// Ends a response that cannot be framed as its head said: what is
+/// gathered goes out, and the connection is not used again. Always false.
+async fn cut(stream: &mut TcpStream, out: &mut BytesMut) -> bool {
+    let _ = write_out(stream, out).await;
+    false
+}
+
 /// The next frame of `body` if one is ready now; `None` if it is not.
 async fn frame_now<B: Body + Unpin>(
     body: &mut B,
@@ -254,16 +261,14 @@ where
                     out.put_slice(b"0\r\n\r\n");
                 } else if remaining != 0 {
                     tracing::debug!(remaining, "response body ended short of its length");
-                    let _ = write_out(stream, out).await;
-                    return false;
+                    return cut(stream, out).await;
                 }
                 return write_out(stream, out).await;
             }
             Some(Err(error)) => {
                 // The connection ends here, cut, as hyper ends it.
                 tracing::debug!(%error, "response body failed");
-                let _ = write_out(stream, out).await;
-                return false;
+                return cut(stream, out).await;
             }
             // Trailers are not sent: only a client that says `TE: trailers`
             // may get them, and hyper serves those requests.
@@ -275,8 +280,7 @@ where
         if !chunked {
             if data.len() as u64 > remaining {
                 tracing::debug!("response body longer than its length");
-                let _ = write_out(stream, out).await;
-                return false;
+                return cut(stream, out).await;
             }
             remaining -= data.len() as u64;
         } else {
