@@ -534,18 +534,19 @@ impl Proxy {
         let body = CountingBody::new(body, request_bytes.clone());
         let request = Request::from_parts(parts, body);
         let sent = Instant::now();
-        // The exchange goes straight into the timeout: bound to a local
-        // first, it would keep a second slot of its size in this future.
-        // Timed from `sent`, so that arming it reads no clock again.
+        // Timed from `sent`, so that arming the timer reads no clock again.
         let deadline = tokio::time::Instant::from_std(sent + self.upstream_timeout);
-        match tokio::time::timeout_at(deadline, self.pool.send(request)).await {
-            Ok(Ok(exchanged)) => {
+        match self.pool.send_until(request, deadline).await {
+            Ok(exchanged) => {
                 if let Some(resend) = exchanged.resent {
                     self.metrics.upstream_resent(resend.name());
                 }
                 Ok((exchanged.response, sent.elapsed()))
             }
-            Ok(Err(error)) => {
+            Err(error) if error.is_timeout() => {
+                Err((ProxyError::UpstreamTimeout, Some(sent.elapsed())))
+            }
+            Err(error) => {
                 // The upstream call failed because the client's body broke a
                 // limit: that is the client's error, not the upstream's.
                 if let Some(limit_error) = verdict.error(limit) {
@@ -562,7 +563,6 @@ impl Proxy {
                 };
                 Err((error, Some(sent.elapsed())))
             }
-            Err(_) => Err((ProxyError::UpstreamTimeout, Some(sent.elapsed()))),
         }
     }
 }

@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::{Instant, Sleep};
 
 use super::silence::Silence;
 use super::upstream_codec::{
@@ -37,6 +38,13 @@ const MAX_INFORMATIONAL: usize = 32;
 pub struct UpstreamConnection {
     stream: TcpStream,
     buffer: BytesMut,
+    /// Times the wait for each response head. One timer per connection,
+    /// moved on for every request: moving a timer later costs one atomic
+    /// operation, while a timer made per request is registered with
+    /// tokio's timer wheel and removed again (the wheel re-files this one
+    /// when its old deadline passes). Registered on the first wait; set
+    /// before every exchange.
+    head_timer: Pin<Box<Sleep>>,
 }
 
 impl UpstreamConnection {
@@ -45,6 +53,7 @@ impl UpstreamConnection {
         Self {
             stream,
             buffer: BytesMut::new(),
+            head_timer: Box::pin(tokio::time::sleep_until(Instant::now())),
         }
     }
 
@@ -113,6 +122,9 @@ pub enum ExchangeError {
     /// The upstream sent nothing for too long in the middle of its body.
     #[error("the application sent nothing for {0:?} in the middle of its response body")]
     Silent(Duration),
+    /// The response head did not come by the deadline.
+    #[error("no response head from the application in time")]
+    TimedOut,
 }
 
 impl ExchangeError {
@@ -358,6 +370,7 @@ where
     let Prepared {
         method, outgoing, ..
     } = prepared;
+    connection.head_timer.as_mut().reset(timeouts.head_deadline);
     let mut outgoing = Some(outgoing);
     let mut write_failed = None;
     let mut answered = false;
@@ -401,7 +414,17 @@ where
                 Some(head) => return Poll::Ready(Ok(head)),
                 None => {}
             }
-            match ready!(connection.poll_fill(cx)) {
+            let filled = match connection.poll_fill(cx) {
+                Poll::Ready(filled) => filled,
+                Poll::Pending => {
+                    // Checked only when the exchange has to wait.
+                    if connection.head_timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(ExchangeError::TimedOut));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match filled {
                 Ok(0) => {
                     return Poll::Ready(Err(match write_failed.take() {
                         Some(error) => ExchangeError::Write(error),
@@ -421,7 +444,7 @@ where
     let reader = match outgoing {
         Some(outgoing) if !upgraded => {
             reusable = false;
-            let UpstreamConnection { stream, buffer } = connection;
+            let UpstreamConnection { stream, buffer, .. } = connection;
             let (half, write) = stream.into_split();
             let upload_broken = Arc::new(AtomicBool::new(false));
             finish_upload(outgoing, write, timeouts.upload, upload_broken.clone());
@@ -547,9 +570,11 @@ struct Live {
     silence: Silence,
 }
 
-/// The time limits of one exchange once its response head has come.
+/// The time limits of one exchange.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
+    /// When the response head must have come by.
+    pub head_deadline: Instant,
     /// For the rest of a request body still going out.
     pub upload: Duration,
     /// For the upstream's silence in the middle of its response body.

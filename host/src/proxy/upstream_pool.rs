@@ -32,12 +32,21 @@ pub enum UpstreamError {
     /// The connection was made but the exchange failed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
+    /// No response head came by the deadline (the connection may not have
+    /// been made either).
+    #[error("no response from the application in time")]
+    TimedOut,
 }
 
 impl UpstreamError {
     /// True if no connection could be made (refused, unreachable, timed out).
     pub fn is_connect(&self) -> bool {
         matches!(self, UpstreamError::Connect { .. })
+    }
+
+    /// True if the response head did not come by the deadline.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, UpstreamError::TimedOut)
     }
 }
 
@@ -70,6 +79,9 @@ pub struct Exchanged {
     pub resent: Option<Resend>,
 }
 
+/// How long [`UpstreamPool::send`] waits for a response head.
+#[cfg(test)]
+const TEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// What [`UpstreamPool::set_upload_timeout`] sets, until it is called.
 const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// What [`UpstreamPool::set_body_timeout`] sets, until it is called.
@@ -160,7 +172,14 @@ impl UpstreamPool {
     /// without a byte of response: that is what an upstream that timed the idle connection
     /// out just as the request arrived does (a reset when the request
     /// reached a socket the upstream had already closed).
-    pub async fn send<B>(&self, request: Request<B>) -> Result<Exchanged, UpstreamError>
+    ///
+    /// The response head must come by `deadline`, a new connection
+    /// included.
+    pub async fn send_until<B>(
+        &self,
+        request: Request<B>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Exchanged, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -178,13 +197,14 @@ impl UpstreamPool {
                 // Boxed: connecting is the rare case, and inline its future
                 // would make every request's future larger (and each
                 // request's future is copied as a whole, more than once).
-                None => Box::pin(self.connect()).await?,
+                None => Box::pin(self.connect_until(deadline)).await?,
             };
             // Only a pooled connection can have gone stale under the
             // request, so only then is a second copy kept (its head's
             // bytes, shared).
             let spare = if reused { prepared.repeat() } else { None };
             let timeouts = upstream_exchange::Timeouts {
+                head_deadline: deadline,
                 upload: self.upload_timeout,
                 body_silence: self.body_timeout,
             };
@@ -196,6 +216,7 @@ impl UpstreamPool {
             // A new connection that fails is an answer, and so is a
             // pooled one that had begun to respond.
             let closed_unanswered = match &failed.error {
+                ExchangeError::TimedOut => return Err(UpstreamError::TimedOut),
                 _ if !reused || failed.answered => None,
                 ExchangeError::Closed => Some(Resend::Closed),
                 error if error.is_reset() => Some(Resend::Reset),
@@ -214,6 +235,17 @@ impl UpstreamPool {
                 _ => return Err(UpstreamError::Exchange(failed.error)),
             }
         }
+    }
+
+    /// [`send_until`](Self::send_until) with a 30 s deadline.
+    #[cfg(test)]
+    pub async fn send<B>(&self, request: Request<B>) -> Result<Exchanged, UpstreamError>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let deadline = tokio::time::Instant::now() + TEST_HEAD_TIMEOUT;
+        self.send_until(request, deadline).await
     }
 
     /// The newest idle connection that is still open and not past the
@@ -254,6 +286,17 @@ impl UpstreamPool {
     /// connection then lives at most a quarter longer than the timeout.
     pub fn sweep_every(&self) -> Duration {
         (self.idle_timeout / 4).max(Duration::from_millis(10))
+    }
+
+    /// A new connection, made by `deadline`.
+    async fn connect_until(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<UpstreamConnection, UpstreamError> {
+        match tokio::time::timeout_at(deadline, self.connect()).await {
+            Ok(connected) => connected,
+            Err(_) => Err(UpstreamError::TimedOut),
+        }
     }
 
     /// A new connection.
@@ -329,6 +372,9 @@ mod tests {
         /// Reads the next request and resets the connection, as the kernel
         /// does when a request reaches a socket the upstream closed.
         ResetNext,
+        /// Reads the next request and never answers it, the connection
+        /// left open.
+        SilentNext,
     }
 
     /// An upstream that answers request heads with `body`, and after the
@@ -366,6 +412,9 @@ mod tests {
                             buffer.drain(..end + 4);
                             if answered > 0 && then == Then::DropNext {
                                 return;
+                            }
+                            if answered > 0 && then == Then::SilentNext {
+                                std::future::pending::<()>().await;
                             }
                             if answered > 0 && then == Then::ResetNext {
                                 // Closing with unread data and a zero
@@ -412,6 +461,45 @@ mod tests {
             assert_eq!(body_of(response).await, "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// The connection's head timer is set again for every request: a
+    /// pooled connection times its second request by that request's
+    /// deadline, not the first's.
+    #[tokio::test]
+    async fn a_pooled_connection_times_each_request_by_its_own_deadline() {
+        let (address, accepted) = upstream(b"ok", Then::SilentNext).await;
+        let pool = pool(address);
+        let soon = |millis| tokio::time::Instant::now() + Duration::from_millis(millis);
+        let first = pool.send_until(get("/"), soon(10_000)).await;
+        assert_eq!(body_of(first.expect("a response")).await, "ok");
+        let asked = tokio::time::Instant::now();
+        let error = pool
+            .send_until(get("/"), soon(300))
+            .await
+            .expect_err("no answer");
+        assert!(error.is_timeout(), "{error}");
+        let waited = asked.elapsed();
+        assert!(
+            (Duration::from_millis(300)..Duration::from_secs(5)).contains(&waited),
+            "{waited:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "the pooled one");
+    }
+
+    /// A head timer that fired while its connection sat in the pool does
+    /// not end the next request on that connection.
+    #[tokio::test]
+    async fn a_timer_that_fired_in_the_pool_is_set_again() {
+        let (address, accepted) = upstream(b"ok", Then::KeepAlive).await;
+        let pool = pool(address);
+        let soon = |millis| tokio::time::Instant::now() + Duration::from_millis(millis);
+        let first = pool.send_until(get("/"), soon(100)).await;
+        assert_eq!(body_of(first.expect("a response")).await, "ok");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = pool.send_until(get("/"), soon(10_000)).await;
+        assert_eq!(body_of(second.expect("a response")).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "the pooled one");
     }
 
     #[tokio::test]
