@@ -14,12 +14,13 @@ WORKDIR /src
 COPY . .
 # The plugins are a cargo workspace of their own, pinned to wasm32-wasip2.
 RUN cd plugins && cargo build --release --locked -p add-header -p deny-path
-RUN cargo build --release --locked -p tandem \
-    && strip --strip-debug target/release/tandem
+# `production`: the release profile with whole-program optimisation.
+RUN cargo build --profile production --locked -p tandem --bin tandem \
+    && strip --strip-debug target/production/tandem
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin tandem
-COPY --from=builder /src/target/release/tandem /usr/local/bin/tandem
+COPY --from=builder /src/target/production/tandem /usr/local/bin/tandem
 # Tandem names a plugin after its file.
 COPY --from=builder /src/plugins/target/wasm32-wasip2/release/add_header.wasm /etc/tandem/plugins/add-header.wasm
 COPY --from=builder /src/plugins/target/wasm32-wasip2/release/deny_path.wasm /etc/tandem/plugins/deny-path.wasm

@@ -30,6 +30,12 @@ pub fn release_binary(name: &str) -> PathBuf {
     target_dir().join("release").join(name)
 }
 
+/// A binary of the root workspace built with the `production` profile
+/// (what the Dockerfile ships; see the root `Cargo.toml`).
+pub fn production_binary(name: &str) -> PathBuf {
+    target_dir().join("production").join(name)
+}
+
 /// The guest workspace (`plugins/`).
 pub fn plugins_workspace() -> PathBuf {
     root().join("plugins")
@@ -104,6 +110,20 @@ pub fn build_examples() -> anyhow::Result<Vec<(String, PathBuf)>> {
 /// Builds the `tandem` and `demo-app` release binaries.
 pub fn build_binaries() -> anyhow::Result<()> {
     run(cargo().args(["build", "--release", "-p", "tandem", "-p", "demo-app"]))
+}
+
+/// Builds `tandem` as it ships (the `production` profile), for the
+/// benchmark. The first build takes several minutes more than `release`.
+pub fn build_production_tandem() -> anyhow::Result<()> {
+    run(cargo().args([
+        "build",
+        "--profile",
+        "production",
+        "-p",
+        "tandem",
+        "--bin",
+        "tandem",
+    ]))
 }
 
 /// The command as a user would type it, relative to the repository root.

@@ -62,11 +62,20 @@ enum Part {
     Instructions,
 }
 
+/// True if `args` asks for any of `parts`.
+fn wanted_any(args: &BenchArgs, parts: &[Part]) -> bool {
+    args.only.is_empty() || parts.iter().any(|part| args.only.contains(part))
+}
+
 /// Runs `cargo xtask bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     prereq::check()?;
     workspace::build_plugins()?;
     workspace::build_binaries()?;
+    if wanted_any(args, &[Part::Proxy, Part::Plugins, Part::Instructions]) {
+        // Tandem is measured as it ships, not as the tests build it.
+        workspace::build_production_tandem()?;
+    }
     let shape = LoadShape {
         connections: args.connections,
         warmup: Duration::from_millis(500),
@@ -77,7 +86,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let wanted = |part: Part| args.only.is_empty() || args.only.contains(&part);
+    let wanted = |part: Part| wanted_any(args, &[part]);
     if wanted(Part::Proxy) {
         let rows = scenario::run_all(&runtime, shape, !args.no_nginx)?;
         scenario::print_table(&rows, shape);

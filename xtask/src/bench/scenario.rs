@@ -162,7 +162,7 @@ pub fn start_tandem_under(
         "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n[plugins]\ndir = \"plugins\"\n{extra_config}"
     );
     std::fs::write(dir.join("tandem.toml"), config)?;
-    let mut command = command_under(launcher, &workspace::release_binary("tandem"));
+    let mut command = command_under(launcher, &workspace::production_binary("tandem"));
     command
         .arg("run")
         .arg("--config")
