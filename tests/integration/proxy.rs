@@ -424,6 +424,33 @@ fn responses_without_dates(text: &str) -> Vec<String> {
 /// first request with a body hands the connection to hyper: the same
 /// requests must get byte-for-byte the same answers (date aside) on either
 /// side of that hand-over, chunked, HEAD and error answers included.
+/// HTTP/1.1 requires a Host on the upstream leg; an HTTP/1.0 client may
+/// send none, and then the upstream's own name goes.
+#[tokio::test]
+async fn an_http_1_0_request_without_host_reaches_the_upstream_with_its_name() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let tandem = plain_tandem(&upstream).await;
+    let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
+    stream
+        .write_all(b"GET /plain?old=1 HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect("an HTTP/1.0 connection closes after its answer")
+        .unwrap();
+    let received = String::from_utf8_lossy(&received);
+    assert!(
+        received.starts_with("HTTP/1.") && received.contains(" 200 OK\r\n"),
+        "{received}"
+    );
+    let seen = upstream.seen_at("/plain?old=1");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["host"], upstream.addr.to_string());
+}
+
 #[tokio::test]
 async fn answers_read_the_same_before_and_after_a_connection_goes_to_hyper() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

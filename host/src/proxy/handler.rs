@@ -500,20 +500,17 @@ impl Proxy {
             Some(target) => Uri::from(target.clone()),
             None => Uri::from_static("/"),
         };
+        // Without a Host and an authority in the target (an HTTP/1.0
+        // client may send neither), the upstream's own name: HTTP/1.1
+        // requires a Host.
         let authority = parts.uri.authority().cloned();
         headers::for_upstream(
             &mut parts.headers,
-            authority.as_ref(),
+            authority.as_ref().unwrap_or(&self.upstream),
             client,
             scheme,
             upgrade,
         );
-        if !parts.headers.contains_key(http::header::HOST)
-            && let Ok(host) = HeaderValue::from_str(self.upstream.as_str())
-        {
-            // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
-            parts.headers.insert(http::header::HOST, host);
-        }
         // A body of unknown length (chunked) goes chunked, even on a GET or
         // HEAD: the upstream client frames a body by these headers alone.
         // Never beside a Content-Length.

@@ -32,6 +32,31 @@ thread_local! {
 /// thread parses another head; nothing between the two may wait).
 pub struct HeaderSpans(());
 
+/// Which of the headers that frame a message, or say what becomes of its
+/// connection, a head has: noted while the map is built, so that the
+/// common head, which has few of them, is not looked up for each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FramingSeen {
+    /// `Connection`.
+    pub connection: bool,
+    /// `Transfer-Encoding`.
+    pub transfer_encoding: bool,
+    /// `Content-Length`.
+    pub content_length: bool,
+}
+
+impl FramingSeen {
+    fn note(&mut self, name: &HeaderName) {
+        if name == http::header::CONNECTION {
+            self.connection = true;
+        } else if name == http::header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == http::header::CONTENT_LENGTH {
+            self.content_length = true;
+        }
+    }
+}
+
 /// A header that `http` does not accept, though httparse did.
 #[derive(Debug)]
 pub enum BadHeader {
@@ -68,10 +93,16 @@ impl HeaderSpans {
     }
 
     /// The headers, their values sharing `head` (the buffer's bytes from
-    /// `base` on, taken out), in a map with room for `room` more.
-    pub fn to_header_map(self, head: &Bytes, room: usize) -> Result<HeaderMap, BadHeader> {
+    /// `base` on, taken out), in a map with room for `room` more; and which
+    /// framing headers are among them.
+    pub fn to_header_map(
+        self,
+        head: &Bytes,
+        room: usize,
+    ) -> Result<(HeaderMap, FramingSeen), BadHeader> {
         SPANS.with_borrow(|spans| {
             let mut headers = HeaderMap::with_capacity(spans.len() + room);
+            let mut seen = FramingSeen::default();
             for span in spans {
                 let name_bytes = &head[range(span.name)];
                 let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
@@ -79,9 +110,10 @@ impl HeaderSpans {
                 })?;
                 let value = HeaderValue::from_maybe_shared(head.slice(range(span.value)))
                     .map_err(|_| BadHeader::Value(name.clone()))?;
+                seen.note(&name);
                 headers.append(name, value);
             }
-            Ok(headers)
+            Ok((headers, seen))
         })
     }
 }
@@ -92,8 +124,8 @@ mod tests {
 
     #[test]
     fn values_share_the_head_and_names_are_lowercased() {
-        let raw = b"X: 1\r\nContent-Type: text/plain\r\nx: 2\r\n\r\n";
-        let mut slots = [httparse::EMPTY_HEADER; 4];
+        let raw = b"X: 1\r\nContent-Type: text/plain\r\nx: 2\r\nContent-Length: 0\r\n\r\n";
+        let mut slots = [httparse::EMPTY_HEADER; 5];
         let httparse::Status::Complete((_, parsed)) =
             httparse::parse_headers(raw, &mut slots).unwrap()
         else {
@@ -101,7 +133,12 @@ mod tests {
         };
         let spans = HeaderSpans::record(parsed, raw.as_ptr());
         let head = Bytes::from_static(raw);
-        let headers = spans.to_header_map(&head, 0).unwrap();
+        let (headers, seen) = spans.to_header_map(&head, 0).unwrap();
+        let only_length = FramingSeen {
+            content_length: true,
+            ..FramingSeen::default()
+        };
+        assert_eq!(seen, only_length);
         assert_eq!(headers.get_all("x").iter().count(), 2);
         assert_eq!(headers["content-type"], "text/plain");
         let value = headers["content-type"].as_bytes();

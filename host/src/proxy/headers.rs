@@ -301,11 +301,11 @@ impl ClientAddress {
 }
 
 /// Prepares the headers of a request for the upstream: hop-by-hop removed
-/// (an upgrade kept), `Host` kept or taken from the target's authority, and
+/// (an upgrade kept), `Host` kept or else set to `authority`, and
 /// `X-Forwarded-For` / `X-Forwarded-Proto` set.
 pub fn for_upstream(
     headers: &mut HeaderMap,
-    authority: Option<&http::uri::Authority>,
+    authority: &http::uri::Authority,
     client: &ClientAddress,
     scheme: &'static str,
     upgrade: Option<HeaderValue>,
@@ -316,9 +316,10 @@ pub fn for_upstream(
         headers.insert(UPGRADE, protocol);
     }
     // The handler put the target's authority into Host before the chain
-    // ran; a plugin that removed Host gets it back.
+    // ran; a plugin that removed Host gets it back (or the upstream's
+    // name, when the target had none).
     if !headers.contains_key(HOST)
-        && let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
     {
         headers.insert(HOST, value);
     }
@@ -357,7 +358,7 @@ mod tests {
         headers.insert(TE, HeaderValue::from_static("trailers"));
         for_upstream(
             &mut headers,
-            None,
+            &http::uri::Authority::from_static("app"),
             &ClientAddress::new("10.0.0.1:5".parse().unwrap()),
             "http",
             None,
@@ -484,7 +485,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         let authority = http::uri::Authority::from_static("app:8080");
         let client = ClientAddress::new("10.0.0.1:5".parse().unwrap());
-        for_upstream(&mut headers, Some(&authority), &client, "http", None);
+        for_upstream(&mut headers, &authority, &client, "http", None);
         assert_eq!(headers[HOST], "app:8080");
     }
 
@@ -498,7 +499,7 @@ mod tests {
         assert_eq!(upgrade.as_ref().unwrap(), "websocket");
         for_upstream(
             &mut headers,
-            None,
+            &http::uri::Authority::from_static("app"),
             &ClientAddress::new("10.0.0.1:5".parse().unwrap()),
             "http",
             upgrade,

@@ -99,9 +99,12 @@ pub fn take(buffer: &mut BytesMut, max_bytes: usize, max_headers: usize) -> Inbo
         start..start + path.len()
     };
     let head = buffer.split_to(length).freeze();
-    let built = Uri::from_maybe_shared(head.slice(path_range))
-        .ok()
-        .zip(spans.to_header_map(&head, ADDED_HEADERS).ok());
+    let built = Uri::from_maybe_shared(head.slice(path_range)).ok().zip(
+        spans
+            .to_header_map(&head, ADDED_HEADERS)
+            .ok()
+            .map(|(headers, _)| headers),
+    );
     let Some((uri, headers)) = built else {
         // Rare: httparse took what `http` refuses. Put the head back for
         // hyper, which refuses it with a 400 of its own.

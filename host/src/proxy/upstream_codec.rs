@@ -54,25 +54,18 @@ pub enum Framing {
     UntilClose,
 }
 
-/// The request's framing, as its headers (set by the proxy) declare it.
-pub fn request_framing(headers: &HeaderMap) -> Framing {
-    if headers.contains_key(TRANSFER_ENCODING) {
-        return Framing::Chunked;
-    }
-    match headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-    {
-        Some(0) | None => Framing::Empty,
-        Some(length) => Framing::Length(length),
-    }
-}
-
 /// Writes a request head: request line in origin form, then the headers.
 /// A bodiless POST, PUT or PATCH without framing headers gets
 /// `content-length: 0`, as RFC 9110 asks of a sender.
-pub fn encode_request_head(method: &Method, target: &str, headers: &HeaderMap, out: &mut BytesMut) {
+///
+/// Returns the body's framing as the headers (set by the proxy) declare
+/// it, noted while they are written rather than looked up again.
+pub fn encode_request_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    out: &mut BytesMut,
+) -> Framing {
     let size = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
@@ -82,18 +75,34 @@ pub fn encode_request_head(method: &Method, target: &str, headers: &HeaderMap, o
     out.extend_from_slice(b" ");
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut chunked = false;
+    let mut length = None;
     for (name, value) in headers {
+        if name == TRANSFER_ENCODING {
+            chunked = true;
+        } else if name == CONTENT_LENGTH && length.is_none() {
+            length = Some(value);
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let unframed =
-        !headers.contains_key(CONTENT_LENGTH) && !headers.contains_key(TRANSFER_ENCODING);
-    if unframed && matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+    if !chunked && length.is_none() && matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+    {
         out.extend_from_slice(b"content-length: 0\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    if chunked {
+        return Framing::Chunked;
+    }
+    match length
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+    {
+        Some(0) | None => Framing::Empty,
+        Some(length) => Framing::Length(length),
+    }
 }
 
 /// Writes one data chunk of a chunked request body.
@@ -173,15 +182,15 @@ pub fn parse_response_head(
     };
     let spans = HeaderSpans::record(response.headers, buffer.as_ptr());
     let head = buffer.split_to(length).freeze();
-    let mut headers = spans.to_header_map(&head, 0).map_err(|bad| {
+    let (mut headers, seen) = spans.to_header_map(&head, 0).map_err(|bad| {
         ResponseError::MalformedHead(match bad {
             BadHeader::Name(name) => format!("header name {name:?}"),
             BadHeader::Value(name) => format!("the value of header {name}"),
         })
     })?;
     let mut keep_alive = match version {
-        Version::HTTP_10 => has_token(&headers, CONNECTION, "keep-alive"),
-        _ => !has_token(&headers, CONNECTION, "close"),
+        Version::HTTP_10 => seen.connection && has_token(&headers, CONNECTION, "keep-alive"),
+        _ => !(seen.connection && has_token(&headers, CONNECTION, "close")),
     };
     let bodiless = *method == Method::HEAD
         || status.is_informational()
@@ -190,8 +199,8 @@ pub fn parse_response_head(
     // Checked on every answer that declares one, with or without a body:
     // the client frames the answer to its GET by the same header it sees
     // on the answer to a HEAD.
-    let chunked = headers.contains_key(TRANSFER_ENCODING);
-    let declared = if chunked {
+    let chunked = seen.transfer_encoding;
+    let declared = if chunked || !seen.content_length {
         None
     } else {
         content_length(&headers)?
@@ -575,18 +584,47 @@ mod tests {
         headers.append("x-many", HeaderValue::from_static("1"));
         headers.append("x-many", HeaderValue::from_static("2"));
         let mut out = BytesMut::new();
-        encode_request_head(&Method::GET, "/a?b=c", &headers, &mut out);
+        let framing = encode_request_head(&Method::GET, "/a?b=c", &headers, &mut out);
         assert_eq!(
             &out[..],
             b"GET /a?b=c HTTP/1.1\r\nhost: app\r\nx-many: 1\r\nx-many: 2\r\n\r\n"
         );
+        assert_eq!(framing, Framing::Empty);
     }
 
     #[test]
     fn a_bodiless_post_says_its_length_is_zero() {
         let mut out = BytesMut::new();
-        encode_request_head(&Method::POST, "/", &HeaderMap::new(), &mut out);
+        let framing = encode_request_head(&Method::POST, "/", &HeaderMap::new(), &mut out);
         assert_eq!(&out[..], b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(framing, Framing::Empty);
+    }
+
+    #[test]
+    fn the_request_framing_is_what_the_headers_declare() {
+        let framing_of = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(*name, HeaderValue::from_static(value));
+            }
+            encode_request_head(&Method::PUT, "/", &headers, &mut BytesMut::new())
+        };
+        assert_eq!(framing_of(&[("content-length", "12")]), Framing::Length(12));
+        assert_eq!(framing_of(&[("content-length", " 0 ")]), Framing::Empty);
+        assert_eq!(
+            framing_of(&[("transfer-encoding", "chunked")]),
+            Framing::Chunked
+        );
+        assert_eq!(
+            framing_of(&[("content-length", "5"), ("transfer-encoding", "chunked")]),
+            Framing::Chunked
+        );
+        // The first of two lengths, as a lookup would have found it.
+        assert_eq!(
+            framing_of(&[("content-length", "7"), ("content-length", "9")]),
+            Framing::Length(7)
+        );
+        assert_eq!(framing_of(&[("x-other", "1")]), Framing::Empty);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::silence::Silence;
 use super::upstream_codec::{
-    self, BodyDecoder, Decoded, Framing, ResponseError, encode_chunk, encode_last_chunk,
+    BodyDecoder, Decoded, Framing, ResponseError, encode_chunk, encode_last_chunk,
     encode_request_head, parse_response_head,
 };
 use super::upstream_pool::IdleConnections;
@@ -328,13 +328,12 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = request.into_parts();
-    let framing = upstream_codec::request_framing(&parts.headers);
     let mut head = BytesMut::new();
     let target = parts
         .uri
         .path_and_query()
         .map_or("/", |target| target.as_str());
-    encode_request_head(&parts.method, target, &parts.headers, &mut head);
+    let framing = encode_request_head(&parts.method, target, &parts.headers, &mut head);
     let head = head.freeze();
     let bodiless = framing == Framing::Empty && body.is_end_stream();
     let idempotent = matches!(
