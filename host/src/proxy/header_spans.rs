@@ -101,7 +101,7 @@ impl HeaderSpans {
         room: usize,
     ) -> Result<(HeaderMap, FramingSeen), BadHeader> {
         SPANS.with_borrow(|spans| {
-            let mut headers = HeaderMap::with_capacity(spans.len() + room);
+            let mut headers = super::header_map_pool::take(spans.len() + room);
             let mut seen = FramingSeen::default();
             for span in spans {
                 let name_bytes = &head[range(span.name)];

@@ -27,6 +27,7 @@ use http_body::{Body, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::header_map_pool;
 use super::inbound_head::{self, InboundHead};
 use super::limits::InboundBody;
 use super::response_encoder::{self, BodyFraming, BodyLength};
@@ -179,8 +180,10 @@ where
 {
     let (mut parts, body) = response.into_parts();
     out.clear();
-    let head = match response_encoder::encode(&mut parts, method, keep_alive, length_of(&body), out)
-    {
+    let encoded = response_encoder::encode(&mut parts, method, keep_alive, length_of(&body), out);
+    // Written out: the map goes back for the next head on this thread.
+    header_map_pool::give_back(std::mem::take(&mut parts.headers));
+    let head = match encoded {
         Ok(head) => head,
         Err(error) => {
             tracing::warn!(%error, "response not sent");

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, Sleep};
 
+use super::header_map_pool;
 use super::silence::Silence;
 use super::upstream_codec::{
     BodyDecoder, Decoded, Framing, ResponseError, encode_chunk, encode_last_chunk,
@@ -334,6 +335,8 @@ where
         .path_and_query()
         .map_or("/", |target| target.as_str());
     let framing = encode_request_head(&parts.method, target, &parts.headers, &mut head);
+    // Written out: the map goes back for the next head on this thread.
+    header_map_pool::give_back(parts.headers);
     let head = head.freeze();
     let bodiless = framing == Framing::Empty && body.is_end_stream();
     let idempotent = matches!(
