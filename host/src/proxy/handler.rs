@@ -285,7 +285,14 @@ impl Proxy {
         let in_flight = InFlight::new(&self.metrics);
         let chain = self.chain.load_full();
         let (mut parts, body) = request.into_parts();
-        let upgrade = headers::requested_upgrade(parts.version, &parts.headers);
+        // The own reader's requests have no body framing and no Upgrade
+        // (see `InboundBody`): nothing to look up for them here.
+        let own_reader = body.is_none();
+        let upgrade = if own_reader {
+            None
+        } else {
+            headers::requested_upgrade(parts.version, &parts.headers)
+        };
         // Taken out whether or not the request upgrades, so that a head
         // kept for later phases does not hold the connection's slot.
         let hold = parts.extensions.remove::<Arc<ConnectionHold>>();
@@ -307,7 +314,7 @@ impl Proxy {
             normalize_path(&mut parts.uri, self.limits.merge_slashes);
         }
         let limit = self.limits.body_limit_for(parts.uri.path());
-        if declared_over(&parts.headers, limit) {
+        if !own_reader && declared_over(&parts.headers, limit) {
             drop(in_flight);
             if !expects_continue(&parts.headers) {
                 Box::pin(drain(body)).await;

@@ -84,7 +84,10 @@ impl BodyVerdict {
 }
 
 /// A client's request body as it arrives: hyper's, or `None` for a
-/// request without one that Tandem's own HTTP/1.1 reader served.
+/// request without one that Tandem's own HTTP/1.1 reader served. Such a
+/// request is HTTP/1.1 and has none of the headers that reader hands to
+/// hyper (`Content-Length`, `Transfer-Encoding`, `Expect`, `Upgrade`,
+/// `TE`), so the proxy skips the checks that look for them.
 pub type InboundBody = Option<Incoming>;
 
 /// Reads and drops up to [`DRAIN_MAX_BYTES`] of a body that will not be

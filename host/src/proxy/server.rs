@@ -233,8 +233,9 @@ impl Answerer {
         let proxy = self.proxy.clone();
         let client = self.client.clone();
         // Only a request that may switch protocols carries the hold (an
-        // extension costs an allocation).
-        if request.headers().contains_key(http::header::UPGRADE) {
+        // extension costs an allocation). The own reader's requests (no
+        // body) never have an Upgrade header: see `InboundBody`.
+        if request.body().is_some() && request.headers().contains_key(http::header::UPGRADE) {
             request.extensions_mut().insert(self.hold.clone());
         }
         // HTTP/2 streams run in tasks of their own, which outlive their
