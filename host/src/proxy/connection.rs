@@ -48,7 +48,7 @@ pub struct Activity {
     /// True once a request came over HTTP/2, where an idle connection is
     /// normal between requests and only the idle timeout applies.
     multiplexed: AtomicBool,
-    /// Nanoseconds from `opened` to the last start or end of a request.
+    /// Nanoseconds from `opened` to the last end of a request.
     changed: AtomicU64,
 }
 
@@ -84,7 +84,9 @@ impl Activity {
         }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.touch();
+        // No clock read here: the idle wait is measured only while nothing
+        // is in flight, so from the end of the last request, which the
+        // guard notes when it is dropped.
         RequestGuard(self.clone())
     }
 
