@@ -420,10 +420,6 @@ fn responses_without_dates(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Common requests are served by Tandem's own HTTP/1.1 reader, and the
-/// first request with a body hands the connection to hyper: the same
-/// requests must get byte-for-byte the same answers (date aside) on either
-/// side of that hand-over, chunked, HEAD and error answers included.
 /// HTTP/1.1 requires a Host on the upstream leg; an HTTP/1.0 client may
 /// send none, and then the upstream's own name goes.
 #[tokio::test]
@@ -451,6 +447,10 @@ async fn an_http_1_0_request_without_host_reaches_the_upstream_with_its_name() {
     assert_eq!(seen[0].headers["host"], upstream.addr.to_string());
 }
 
+/// Common requests are served by Tandem's own HTTP/1.1 reader, and the
+/// first request with a body hands the connection to hyper: the same
+/// requests must get byte-for-byte the same answers (date aside) on either
+/// side of that hand-over, chunked, HEAD and error answers included.
 #[tokio::test]
 async fn answers_read_the_same_before_and_after_a_connection_goes_to_hyper() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,9 +1,12 @@
 //! Header maps kept on each worker thread for the next head, so that the
 //! common request does not allocate and free two maps (a map is two
-//! allocations: its index and its entries). The inbound request's map
-//! comes back once its head has been written upstream, the upstream
-//! response's once its head has been written to the client; both happen
-//! on the thread that parsed them, as every request stays on its worker.
+//! allocations: its index and its entries). The maps of heads that Tandem
+//! parses itself come from here (the own reader's requests, the upstream's
+//! responses). A request's map comes back once its head has been written
+//! upstream, a response's once its head has been written by the own
+//! reader; both on the thread that parsed them, as every request stays on
+//! its worker. A request that hyper parsed gives its map here too, which
+//! only means one fewer new map later.
 
 use std::cell::RefCell;
 
@@ -14,8 +17,9 @@ use http::HeaderMap;
 /// memory kept is small.
 const MOST_KEPT: usize = 32;
 
-/// A map that has grown past this many headers is let go, not kept: one
-/// large head must not leave large maps behind.
+/// A map whose index has grown past this many headers is let go, not kept:
+/// one large head must not leave large maps behind. (A map's value storage
+/// for repeated names is not counted here; the head limits bound it.)
 const LARGEST_KEPT: usize = 64;
 
 thread_local! {

@@ -40,11 +40,16 @@ pub struct UpstreamConnection {
     stream: TcpStream,
     buffer: BytesMut,
     /// Times the wait for each response head. One timer per connection,
-    /// moved on for every request: moving a timer later costs one atomic
-    /// operation, while a timer made per request is registered with
-    /// tokio's timer wheel and removed again (the wheel re-files this one
-    /// when its old deadline passes). Registered on the first wait; set
-    /// before every exchange.
+    /// set to each request's deadline before its exchange: moving a
+    /// registered timer later costs one atomic operation, while a timer
+    /// made per request is registered with tokio's timer wheel and removed
+    /// again (the wheel re-files this one when its old deadline passes).
+    /// It is registered on its first setting, and again after it fires,
+    /// which happens only once the connection has sat idle for longer than
+    /// the upstream timeout. Between exchanges it still holds the waker of
+    /// the request that last waited on it: when it fires in the pool, that
+    /// task gets one spurious wake-up (on this worker's thread), and a
+    /// finished task's memory is kept until then.
     head_timer: Pin<Box<Sleep>>,
 }
 

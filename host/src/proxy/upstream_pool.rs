@@ -487,6 +487,42 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "the pooled one");
     }
 
+    /// Making a new connection counts against the request's deadline: a
+    /// connect that hangs ends as a timeout (a 504), not after the longer
+    /// connect timeout as a connect failure (a 502).
+    #[tokio::test]
+    async fn a_connect_that_hangs_ends_at_the_requests_deadline() {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("an address"))
+            .expect("bind");
+        // Never accepts: once its queue is full, a new handshake gets no
+        // answer and the connect waits.
+        let listener = socket.listen(1).expect("listen");
+        let address = listener.local_addr().expect("address");
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            let connect = TcpStream::connect(address);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(100), connect).await
+            {
+                queued.push(stream);
+            }
+        }
+        let pool = pool(address);
+        let asked = tokio::time::Instant::now();
+        let error = pool
+            .send_until(get("/"), asked + Duration::from_millis(300))
+            .await
+            .expect_err("no connection");
+        assert!(error.is_timeout(), "{error}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        drop(queued);
+    }
+
     /// A head timer that fired while its connection sat in the pool does
     /// not end the next request on that connection.
     #[tokio::test]
