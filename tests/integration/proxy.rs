@@ -404,6 +404,20 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
     );
 }
 
+/// Writes `sent` on a new connection to `proxy` and reads until the proxy
+/// closes it (at most 10 s, or the test fails `closing`).
+async fn send_until_closed(proxy: std::net::SocketAddr, sent: &[u8], closing: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect(closing)
+        .unwrap();
+    received
+}
+
 /// Splits pipelined HTTP/1.1 responses at their status lines, without
 /// their `date` lines (the only thing that may differ between two answers
 /// to the same request).
@@ -424,19 +438,14 @@ fn responses_without_dates(text: &str) -> Vec<String> {
 /// send none, and then the upstream's own name goes.
 #[tokio::test]
 async fn an_http_1_0_request_without_host_reaches_the_upstream_with_its_name() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start().await;
     let tandem = plain_tandem(&upstream).await;
-    let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
-    stream
-        .write_all(b"GET /plain?old=1 HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
-        .await
-        .expect("an HTTP/1.0 connection closes after its answer")
-        .unwrap();
+    let received = send_until_closed(
+        tandem.proxy,
+        b"GET /plain?old=1 HTTP/1.0\r\n\r\n",
+        "an HTTP/1.0 connection closes after its answer",
+    )
+    .await;
     let received = String::from_utf8_lossy(&received);
     assert!(
         received.starts_with("HTTP/1.") && received.contains(" 200 OK\r\n"),
@@ -447,13 +456,47 @@ async fn an_http_1_0_request_without_host_reaches_the_upstream_with_its_name() {
     assert_eq!(seen[0].headers["host"], upstream.addr.to_string());
 }
 
+/// With no plugin that reads responses, an answer's header lines go to
+/// the client as the upstream sent them (names in lower case), without a
+/// header map; hyper, after the hand-over, writes from a map. Both must
+/// read the same, byte for byte (the upstream sends its own date).
+#[tokio::test]
+async fn header_lines_kept_as_received_read_as_a_header_map_writes_them() {
+    let upstream = RawUpstream::start(|_| {
+        Some(
+            b"HTTP/1.1 200 OK\r\nX-Mixed-Case: Stays As Sent\r\nContent-Length: 2\r\n\
+              Date: Thu, 01 Jan 2026 00:00:00 GMT\r\nCache-Control: no-store\r\n\r\nok"
+                .as_slice(),
+        )
+    })
+    .await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .spawn()
+        .await;
+    let get = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+    let upload = "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi";
+    let last = "GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let received = send_until_closed(
+        tandem.proxy,
+        format!("{get}{get}{upload}{get}{last}").as_bytes(),
+        "the connection closes after the last request",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&received);
+    let answer = "HTTP/1.1 200 OK\r\nx-mixed-case: Stays As Sent\r\ncontent-length: 2\r\n\
+                  date: Thu, 01 Jan 2026 00:00:00 GMT\r\ncache-control: no-store\r\n\r\nok";
+    let closing = "HTTP/1.1 200 OK\r\nx-mixed-case: Stays As Sent\r\ncontent-length: 2\r\n\
+                   date: Thu, 01 Jan 2026 00:00:00 GMT\r\ncache-control: no-store\r\n\
+                   connection: close\r\n\r\nok";
+    assert_eq!(text, format!("{answer}{answer}{answer}{answer}{closing}"));
+}
+
 /// Common requests are served by Tandem's own HTTP/1.1 reader, and the
 /// first request with a body hands the connection to hyper: the same
 /// requests must get byte-for-byte the same answers (date aside) on either
 /// side of that hand-over, chunked, HEAD and error answers included.
 #[tokio::test]
 async fn answers_read_the_same_before_and_after_a_connection_goes_to_hyper() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start().await;
     let tandem = plain_tandem(&upstream).await;
     let common = "GET /stream?bytes=100 HTTP/1.1\r\nHost: a\r\n\r\n\
@@ -462,16 +505,12 @@ async fn answers_read_the_same_before_and_after_a_connection_goes_to_hyper() {
                   DELETE /plain?x=1 HTTP/1.1\r\nHost: a\r\nX-Many: 1\r\nX-Many: 2\r\n\r\n";
     let body = "POST /drain HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi";
     let last = "GET /plain HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-    let mut stream = TcpStream::connect(tandem.proxy).await.unwrap();
-    stream
-        .write_all(format!("{common}{body}{common}{last}").as_bytes())
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
-        .await
-        .expect("the connection closes after the last request")
-        .unwrap();
+    let received = send_until_closed(
+        tandem.proxy,
+        format!("{common}{body}{common}{last}").as_bytes(),
+        "the connection closes after the last request",
+    )
+    .await;
     let responses = responses_without_dates(&String::from_utf8_lossy(&received));
     assert_eq!(responses.len(), 10, "{responses:#?}");
     assert_eq!(responses[..4], responses[5..9], "own reader, then hyper");

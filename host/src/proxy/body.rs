@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::limits::{BodyError, LimitedBody};
+use super::received_headers::{CarriesReceivedHeaders, ReceivedHeaders};
 use super::upstream_exchange::{ExchangeError, Tunnel, UpstreamResponse};
 
 /// The upstream's response body, as read from its connection.
@@ -122,6 +123,15 @@ impl ResponseBody {
     fn finish(&mut self, end: BodyEnd<'_>) {
         if let Some(completion) = self.completion.take() {
             completion.finish(self.sent, end);
+        }
+    }
+}
+
+impl CarriesReceivedHeaders for ResponseBody {
+    fn take_received(&mut self) -> Option<Box<ReceivedHeaders>> {
+        match &mut self.source {
+            Source::Upstream(body) => body.take_received(),
+            Source::Full(_) => None,
         }
     }
 }

@@ -19,6 +19,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::received_headers::{CarriesReceivedHeaders, ReceivedHeaders};
+
 /// Why the watchdog closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -161,6 +163,12 @@ impl<B> TrackedBody<B> {
             inner,
             _guard: guard,
         }
+    }
+}
+
+impl<B: CarriesReceivedHeaders> CarriesReceivedHeaders for TrackedBody<B> {
+    fn take_received(&mut self) -> Option<Box<ReceivedHeaders>> {
+        self.inner.take_received()
     }
 }
 

@@ -57,6 +57,30 @@ impl FramingSeen {
     }
 }
 
+/// Where a head's header lines are, when they can go on as they are (see
+/// [`HeaderSpans::plain_lines`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainLines {
+    /// The lines, from the first name to the last line's CRLF.
+    pub range: std::ops::Range<usize>,
+    /// The one `Content-Length`.
+    pub content_length: u64,
+    /// Whether a `Date` is among them.
+    pub has_date: bool,
+}
+
+/// A length written as digits alone (at most 19 of them, which always fit).
+fn plain_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0, |length, digit| length * 10 + u64::from(digit - b'0')),
+    )
+}
+
 /// A header that `http` does not accept, though httparse did.
 #[derive(Debug)]
 pub enum BadHeader {
@@ -92,6 +116,52 @@ impl HeaderSpans {
         Self(())
     }
 
+    /// The header lines in `head` (the buffer's bytes from `base` on), if
+    /// they can go to the client as they are: each already written as the
+    /// proxy would write it (`name: value` and CRLF, one line after the
+    /// other, the value not empty) and none that the proxy must act on (a
+    /// hop-by-hop header, `Transfer-Encoding`, or any `Content-Length` but
+    /// one plain number, which must be there). Names are put in lower case
+    /// in place. `None` leaves the head for
+    /// [`to_header_map`](Self::to_header_map).
+    pub fn plain_lines(&self, head: &mut [u8]) -> Option<PlainLines> {
+        SPANS.with_borrow(|spans| {
+            let first = spans.first()?;
+            let mut line_start = first.name.0 as usize;
+            let mut content_length = None;
+            let mut has_date = false;
+            for span in spans {
+                let name = range(span.name);
+                let value = range(span.value);
+                let in_form = name.start == line_start
+                    && value.start == name.end + 2
+                    && value.end > value.start
+                    && head.get(name.end..value.start) == Some(b": ".as_slice())
+                    && head.get(value.end..value.end + 2) == Some(b"\r\n".as_slice());
+                if !in_form {
+                    return None;
+                }
+                let name = &mut head[name];
+                name.make_ascii_lowercase();
+                match &*name {
+                    b"content-length" if content_length.is_none() => {
+                        content_length = Some(plain_length(&head[value.clone()])?);
+                    }
+                    b"content-length" => return None,
+                    b"date" => has_date = true,
+                    name if super::headers::is_hop_by_hop_name(name) => return None,
+                    _ => {}
+                }
+                line_start = value.end + 2;
+            }
+            Some(PlainLines {
+                range: first.name.0 as usize..line_start,
+                content_length: content_length?,
+                has_date,
+            })
+        })
+    }
+
     /// The headers, their values sharing `head` (the buffer's bytes from
     /// `base` on, taken out), in a map with room for `room` more; and which
     /// framing headers are among them.
@@ -121,6 +191,63 @@ impl HeaderSpans {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `plain_lines` of the header section `raw`, and `raw` after it.
+    fn plain(raw: &str) -> (Option<PlainLines>, String) {
+        let mut raw = raw.as_bytes().to_vec();
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let httparse::Status::Complete((_, parsed)) =
+            httparse::parse_headers(&raw, &mut slots).unwrap()
+        else {
+            panic!("complete");
+        };
+        let spans = HeaderSpans::record(parsed, raw.as_ptr());
+        let plain = spans.plain_lines(&mut raw);
+        (plain, String::from_utf8(raw).unwrap())
+    }
+
+    #[test]
+    fn lines_in_the_proxys_form_go_on_with_names_in_lower_case() {
+        let (found, after) =
+            plain("Content-Type: text/plain\r\nX-Mixed: Case Kept\r\nContent-Length: 12\r\n\r\n");
+        let lines = "content-type: text/plain\r\nx-mixed: Case Kept\r\ncontent-length: 12\r\n";
+        assert_eq!(
+            found,
+            Some(PlainLines {
+                range: 0..lines.len(),
+                content_length: 12,
+                has_date: false,
+            })
+        );
+        assert_eq!(&after[..lines.len()], lines);
+        let (found, _) = plain("Date: Thu, 01 Jan 2026 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n");
+        assert!(found.is_some_and(|plain| plain.has_date && plain.content_length == 0));
+    }
+
+    #[test]
+    fn lines_the_proxy_must_read_or_rewrite_take_the_map_path() {
+        for raw in [
+            // Not in the proxy's form.
+            "Content-Length: 2\r\nX:1\r\n\r\n",
+            "Content-Length: 2\r\nX:  1\r\n\r\n",
+            "Content-Length: 2\r\nX: 1 \r\n\r\n",
+            "Content-Length: 2\nX: 1\n\n",
+            "Content-Length: 2\r\nX: \r\n\r\n",
+            // Hop-by-hop, or the framing the proxy decides.
+            "Content-Length: 2\r\nConnection: close\r\n\r\n",
+            "Content-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\n",
+            "Content-Length: 2\r\nTrailer: x\r\n\r\n",
+            "Transfer-Encoding: chunked\r\n\r\n",
+            // No length, or not one plain length.
+            "X: 1\r\n\r\n",
+            "Content-Length: 2\r\nContent-Length: 2\r\n\r\n",
+            "Content-Length: 2, 2\r\n\r\n",
+            "Content-Length: +2\r\n\r\n",
+            "Content-Length: 99999999999999999999\r\n\r\n",
+        ] {
+            assert_eq!(plain(raw).0, None, "{raw:?}");
+        }
+    }
 
     #[test]
     fn values_share_the_head_and_names_are_lowercased() {

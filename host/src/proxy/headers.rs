@@ -246,18 +246,23 @@ impl Framing {
 /// compare, where comparing with each of the ten names cost about ten
 /// times as much on every header of every message.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_name(name.as_str().as_bytes())
+}
+
+/// [`is_hop_by_hop`] for a name in lower case, as bytes.
+pub fn is_hop_by_hop_name(lower: &[u8]) -> bool {
     matches!(
-        name.as_str(),
-        "connection"
-            | "http2-settings"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "transfer-encoding"
+        lower,
+        b"connection"
+            | b"http2-settings"
+            | b"keep-alive"
+            | b"proxy-connection"
+            | b"proxy-authenticate"
+            | b"proxy-authorization"
+            | b"te"
+            | b"trailer"
+            | b"upgrade"
+            | b"transfer-encoding"
     )
 }
 

@@ -15,6 +15,7 @@ pub mod log_phase;
 pub mod own_http1;
 pub mod path;
 pub mod protocol;
+pub mod received_headers;
 pub mod response_encoder;
 pub mod rewind;
 pub mod server;

@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use super::header_map_pool;
 use super::inbound_head::{self, InboundHead};
 use super::limits::InboundBody;
+use super::received_headers::CarriesReceivedHeaders;
 use super::response_encoder::{self, BodyFraming, BodyLength};
 
 /// Room made in the read buffer when it runs short.
@@ -79,7 +80,7 @@ pub async fn serve<S, F, B>(
 where
     S: Fn(Request<InboundBody>) -> F,
     F: Future<Output = Response<B>>,
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + CarriesReceivedHeaders + Unpin,
     B::Error: std::fmt::Display,
 {
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
@@ -175,12 +176,21 @@ async fn respond<B>(
     out: &mut BytesMut,
 ) -> bool
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + CarriesReceivedHeaders + Unpin,
     B::Error: std::fmt::Display,
 {
-    let (mut parts, body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     out.clear();
-    let encoded = response_encoder::encode(&mut parts, method, keep_alive, length_of(&body), out);
+    let encoded = match body.take_received() {
+        Some(received) => response_encoder::encode_received(
+            parts.status,
+            &received,
+            keep_alive,
+            length_of(&body),
+            out,
+        ),
+        None => response_encoder::encode(&mut parts, method, keep_alive, length_of(&body), out),
+    };
     // Written out: the map goes back for the next head on this thread.
     header_map_pool::give_back(std::mem::take(&mut parts.headers));
     let head = match encoded {
@@ -330,6 +340,10 @@ mod tests {
         }
     }
 
+    impl CarriesReceivedHeaders for Pieces {}
+    impl CarriesReceivedHeaders for http_body_util::Full<Bytes> {}
+    impl CarriesReceivedHeaders for http_body_util::Empty<Bytes> {}
+
     impl Body for Pieces {
         type Data = Bytes;
         type Error = Infallible;
@@ -363,7 +377,7 @@ mod tests {
     where
         S: Fn(Request<InboundBody>) -> F,
         F: Future<Output = Response<B>>,
-        B: Body<Data = Bytes> + Unpin,
+        B: Body<Data = Bytes> + CarriesReceivedHeaders + Unpin,
         B::Error: std::fmt::Display,
     {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

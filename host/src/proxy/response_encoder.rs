@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, StatusCode};
 
 use super::date_header;
 use super::headers::lists;
+use super::received_headers::ReceivedHeaders;
 
 /// What is known of the body's length before it is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,15 +110,7 @@ pub fn encode(
             .append(CONNECTION, HeaderValue::from_static("close"));
     }
     let chunkable = can_have_body(method, status);
-    if status == StatusCode::OK {
-        out.put_slice(b"HTTP/1.1 200 OK\r\n");
-    } else {
-        out.put_slice(b"HTTP/1.1 ");
-        out.put_slice(status.as_str().as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
-        out.put_slice(b"\r\n");
-    }
+    put_status_line(status, out);
 
     let mut framing = None;
     let mut length_written = None;
@@ -239,12 +232,60 @@ pub fn encode(
         framing => framing,
     };
     if !wrote_date {
-        out.put_slice(b"date: ");
-        date_header::append_now(out);
-        out.put_slice(b"\r\n");
+        put_date(out);
     }
     out.put_slice(b"\r\n");
     Ok(EncodedHead { framing, close })
+}
+
+/// Writes the head of a response whose header lines go on as they came
+/// (see `ReceivedHeaders`): its status line and the lines, then
+/// `Connection: close` and `Date` where [`encode`] would add them. The
+/// lines frame the body by their `Content-Length`, which `body` must
+/// match.
+pub fn encode_received(
+    status: StatusCode,
+    received: &ReceivedHeaders,
+    keep_alive: bool,
+    body: BodyLength,
+    out: &mut BytesMut,
+) -> Result<EncodedHead, EncodeError> {
+    let framing = match (body, received.content_length) {
+        (BodyLength::Empty | BodyLength::Known(0), 0) => BodyFraming::Nothing,
+        (BodyLength::Known(length), declared) if length == declared => BodyFraming::Length(length),
+        _ => return Err(EncodeError::Framing),
+    };
+    put_status_line(status, out);
+    out.put_slice(&received.lines);
+    if !keep_alive {
+        out.put_slice(b"connection: close\r\n");
+    }
+    if !received.has_date {
+        put_date(out);
+    }
+    out.put_slice(b"\r\n");
+    Ok(EncodedHead {
+        framing,
+        close: !keep_alive,
+    })
+}
+
+fn put_status_line(status: StatusCode, out: &mut BytesMut) {
+    if status == StatusCode::OK {
+        out.put_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.put_slice(b"HTTP/1.1 ");
+        out.put_slice(status.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        out.put_slice(b"\r\n");
+    }
+}
+
+fn put_date(out: &mut BytesMut) {
+    out.put_slice(b"date: ");
+    date_header::append_now(out);
+    out.put_slice(b"\r\n");
 }
 
 fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -451,5 +492,94 @@ mod tests {
             "HTTP/1.1 500 Internal Server Error\ncontent-length: 0\nconnection: close\n"
         );
         assert!(head.close);
+    }
+
+    /// The head written for the upstream head `raw` whose body is `length`
+    /// bytes long, by way of the header map and by way of the lines kept
+    /// as they came; date lines dropped where the proxy adds them.
+    fn both_ways(raw: &str, length: u64, keep_alive: bool) -> (String, String) {
+        use super::super::upstream_codec::parse_response_head;
+        let body = match length {
+            0 => BodyLength::Empty,
+            length => BodyLength::Known(length),
+        };
+        let parse = |keep_received| {
+            parse_response_head(&mut BytesMut::from(raw), &Method::GET, keep_received)
+                .unwrap()
+                .unwrap()
+        };
+        let own_date = raw.to_ascii_lowercase().contains("\r\ndate: ");
+        let text = |out: BytesMut| {
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            text.split_inclusive("\r\n")
+                .filter(|line| own_date || !line.starts_with("date: "))
+                .collect::<String>()
+        };
+
+        let mut mapped = parse(false);
+        assert!(mapped.received.is_none());
+        let mut out = BytesMut::new();
+        let by_map = encode(&mut mapped.parts, &Method::GET, keep_alive, body, &mut out).unwrap();
+        let by_map_text = text(out);
+
+        let kept = parse(true);
+        assert!(kept.parts.headers.is_empty(), "no map is built");
+        let received = kept.received.expect("kept as received");
+        let mut out = BytesMut::new();
+        let by_lines = encode_received(kept.parts.status, &received, keep_alive, body, &mut out);
+        assert_eq!(by_lines, Ok(by_map));
+        (by_map_text, text(out))
+    }
+
+    #[test]
+    fn lines_kept_as_received_are_written_as_the_map_would_write_them() {
+        for (raw, length) in [
+            (
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Mixed: Case Kept\r\nContent-Length: 5\r\n\r\n",
+                5,
+            ),
+            (
+                "HTTP/1.1 201 Created\r\nContent-Length: 2\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\n",
+                2,
+            ),
+            // A zero length goes last either way only when it came last:
+            // the map path writes its own after the other lines.
+            (
+                "HTTP/1.1 404 Not Found\r\nX: 1\r\nContent-Length: 0\r\n\r\n",
+                0,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 3\r\nSet-Cookie: a=1\r\n\r\n",
+                3,
+            ),
+        ] {
+            for keep_alive in [true, false] {
+                let (by_map, by_lines) = both_ways(raw, length, keep_alive);
+                assert_eq!(by_lines, by_map, "{raw:?}, keep-alive {keep_alive}");
+            }
+        }
+        let (_, by_lines) = both_ways(
+            "HTTP/1.1 200 OK\r\nX-Mixed: Case Kept\r\nContent-Length: 1\r\n\r\n",
+            1,
+            false,
+        );
+        assert_eq!(
+            by_lines,
+            "HTTP/1.1 200 OK\r\nx-mixed: Case Kept\r\ncontent-length: 1\r\nconnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn kept_lines_write_nothing_for_a_body_of_another_length() {
+        let received = ReceivedHeaders {
+            lines: bytes::Bytes::from_static(b"content-length: 5\r\n"),
+            content_length: 5,
+            has_date: true,
+        };
+        for body in [BodyLength::Known(4), BodyLength::Empty, BodyLength::Unknown] {
+            let mut out = BytesMut::new();
+            let written = encode_received(StatusCode::OK, &received, true, body, &mut out);
+            assert_eq!(written, Err(EncodeError::Framing), "{body:?}");
+        }
     }
 }

@@ -9,12 +9,13 @@
 //! the request's own task: no connection task, no channel to it and back,
 //! no read of an idle socket after every response.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
-use super::header_spans::{BadHeader, HeaderSpans, MAX_HEADERS};
+use super::header_spans::{BadHeader, HeaderSpans, MAX_HEADERS, PlainLines};
 use super::headers::lists;
+use super::received_headers::ReceivedHeaders;
 
 /// Longest response head, and longest trailer section, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -136,14 +137,21 @@ pub struct ResponseHead {
     /// Whether the connection may take another request after this
     /// response (its body read to the end).
     pub keep_alive: bool,
+    /// The header lines as they came, when they were kept so (then
+    /// `parts.headers` is empty).
+    pub received: Option<Box<ReceivedHeaders>>,
 }
 
 /// Parses a response head from the front of `buffer`, taking it out, or
 /// returns `None` if the head is not all there yet. `method` is the
 /// request's: the answer to a HEAD has no body whatever it declares.
+/// With `keep_received`, a head whose header lines can go to the client as
+/// they are (see [`HeaderSpans::plain_lines`]) keeps them so, and gets no
+/// header map.
 pub fn parse_response_head(
     buffer: &mut BytesMut,
     method: &Method,
+    keep_received: bool,
 ) -> Result<Option<ResponseHead>, ResponseError> {
     // Left uninitialised: zeroing this many slots for every response
     // would cost more than parsing a short head.
@@ -181,7 +189,20 @@ pub fn parse_response_head(
         _ => Version::HTTP_11,
     };
     let spans = HeaderSpans::record(response.headers, buffer.as_ptr());
-    let head = buffer.split_to(length).freeze();
+    let mut head = buffer.split_to(length);
+    // Only answers with a body of a declared length: the framing rules for
+    // the others (HEAD, 1xx, 204, 304) are the map path's to apply.
+    let plain = (keep_received && *method != Method::HEAD && can_have_length(status))
+        .then(|| spans.plain_lines(&mut head))
+        .flatten();
+    if let Some(plain) = plain {
+        // Cut to the lines before it is frozen: no count of owners to
+        // change, as slicing the frozen head would.
+        head.truncate(plain.range.end);
+        head.advance(plain.range.start);
+        return Ok(Some(received_head(head.freeze(), &plain, status, version)));
+    }
+    let head = head.freeze();
     let (mut headers, seen) = spans.to_header_map(&head, 0).map_err(|bad| {
         ResponseError::MalformedHead(match bad {
             BadHeader::Name(name) => format!("header name {name:?}"),
@@ -252,7 +273,45 @@ pub fn parse_response_head(
         parts,
         framing,
         keep_alive,
+        received: None,
     }))
+}
+
+/// Whether a response with `status` may declare a body's length.
+fn can_have_length(status: StatusCode) -> bool {
+    !status.is_informational()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+}
+
+/// The head of a response whose header `lines` (as `plain` describes
+/// them) go on as they came. They have one plain `Content-Length` and
+/// nothing that concerns the connection, so an HTTP/1.1 upstream keeps it
+/// open and an HTTP/1.0 one closes it.
+fn received_head(
+    lines: Bytes,
+    plain: &PlainLines,
+    status: StatusCode,
+    version: Version,
+) -> ResponseHead {
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = Version::HTTP_11;
+    ResponseHead {
+        parts,
+        framing: match plain.content_length {
+            0 => Framing::Empty,
+            length => Framing::Length(length),
+        },
+        keep_alive: version == Version::HTTP_11,
+        // Boxed: the response that carries it is moved several times on
+        // its way to the client, and a pointer is smaller to move.
+        received: Some(Box::new(ReceivedHeaders {
+            lines,
+            content_length: plain.content_length,
+            has_date: plain.has_date,
+        })),
+    }
 }
 
 /// True if a comma-separated header `name` lists `token` (any case).
@@ -569,12 +628,45 @@ mod tests {
     use super::*;
 
     fn head(text: &str, method: &Method) -> Result<Option<ResponseHead>, ResponseError> {
-        parse_response_head(&mut BytesMut::from(text), method)
+        parse_response_head(&mut BytesMut::from(text), method, false)
     }
 
     fn framing_of(text: &str) -> (Framing, bool) {
         let parsed = head(text, &Method::GET).expect("valid").expect("complete");
         (parsed.framing, parsed.keep_alive)
+    }
+
+    #[test]
+    fn only_answers_with_a_declared_body_keep_their_lines_as_received() {
+        let kept = |text: &str, method: &Method| {
+            parse_response_head(&mut BytesMut::from(text), method, true)
+                .unwrap()
+                .unwrap()
+                .received
+                .is_some()
+        };
+        let plain = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+        assert!(kept(plain, &Method::GET));
+        assert!(!kept(plain, &Method::HEAD));
+        for status in [
+            "204 No Content",
+            "304 Not Modified",
+            "101 Switching Protocols",
+        ] {
+            let text = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+            assert!(!kept(&text, &Method::GET), "{status}");
+        }
+        let kept_head = parse_response_head(&mut BytesMut::from(plain), &Method::GET, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept_head.framing, Framing::Length(2));
+        assert!(kept_head.keep_alive);
+        let old = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n";
+        let old_head = parse_response_head(&mut BytesMut::from(old), &Method::GET, true)
+            .unwrap()
+            .unwrap();
+        assert!(old_head.received.is_some());
+        assert!(!old_head.keep_alive, "an HTTP/1.0 upstream closes");
     }
 
     #[test]
@@ -647,7 +739,7 @@ mod tests {
         );
         let mut buffer =
             BytesMut::from("HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: b\r\n\r\nokNEXT");
-        let parsed = parse_response_head(&mut buffer, &Method::GET)
+        let parsed = parse_response_head(&mut buffer, &Method::GET, false)
             .expect("valid")
             .expect("complete");
         assert_eq!(parsed.parts.status, StatusCode::CREATED);

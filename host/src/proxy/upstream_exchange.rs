@@ -20,6 +20,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, Sleep};
 
 use super::header_map_pool;
+use super::received_headers::{CarriesReceivedHeaders, ReceivedHeaders};
 use super::silence::Silence;
 use super::upstream_codec::{
     BodyDecoder, Decoded, Framing, ResponseError, encode_chunk, encode_last_chunk,
@@ -364,11 +365,15 @@ where
 /// whether or not the client reads the response; that connection is not
 /// used again. If the request body breaks on the way (the client left), the
 /// connection is shut down, which ends the response too.
+///
+/// With `keep_received`, a response head whose header lines can go to the
+/// client as they came keeps them so (see `ReceivedHeaders`).
 pub async fn exchange<B>(
     mut connection: UpstreamConnection,
     prepared: Prepared<B>,
     idle: &Arc<IdleConnections>,
     timeouts: Timeouts,
+    keep_received: bool,
 ) -> Result<Response<UpstreamResponse>, Failed>
 where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
@@ -401,7 +406,7 @@ where
             let parsed = if connection.buffer.is_empty() {
                 None
             } else {
-                parse_response_head(&mut connection.buffer, &method)?
+                parse_response_head(&mut connection.buffer, &method, keep_received)?
             };
             match parsed {
                 Some(head)
@@ -472,6 +477,7 @@ where
             silence: Silence::new(timeouts.body_silence),
         }),
         upgraded,
+        received: head.received,
     };
     // A bodiless response is never polled: its connection goes back now.
     if !upgraded
@@ -594,6 +600,14 @@ pub struct UpstreamResponse {
     /// `None` once the body has ended or failed.
     live: Option<Live>,
     upgraded: bool,
+    /// The head's header lines, when they go on as they came.
+    received: Option<Box<ReceivedHeaders>>,
+}
+
+impl CarriesReceivedHeaders for UpstreamResponse {
+    fn take_received(&mut self) -> Option<Box<ReceivedHeaders>> {
+        self.received.take()
+    }
 }
 
 /// An upstream connection that switched protocols, and what the upstream

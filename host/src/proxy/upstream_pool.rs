@@ -174,11 +174,14 @@ impl UpstreamPool {
     /// reached a socket the upstream had already closed).
     ///
     /// The response head must come by `deadline`, a new connection
-    /// included.
+    /// included. With `keep_received`, its header lines may be kept as they
+    /// came (see `ReceivedHeaders`), for a response that nothing reads
+    /// before it goes out.
     pub async fn send_until<B>(
         &self,
         request: Request<B>,
         deadline: tokio::time::Instant,
+        keep_received: bool,
     ) -> Result<Exchanged, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
@@ -208,7 +211,13 @@ impl UpstreamPool {
                 upload: self.upload_timeout,
                 body_silence: self.body_timeout,
             };
-            let exchanged = upstream_exchange::exchange(connection, prepared, &self.idle, timeouts);
+            let exchanged = upstream_exchange::exchange(
+                connection,
+                prepared,
+                &self.idle,
+                timeouts,
+                keep_received,
+            );
             let failed = match exchanged.await {
                 Ok(response) => return Ok(Exchanged { response, resent }),
                 Err(failed) => failed,
@@ -245,7 +254,7 @@ impl UpstreamPool {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let deadline = tokio::time::Instant::now() + TEST_HEAD_TIMEOUT;
-        self.send_until(request, deadline).await
+        self.send_until(request, deadline, false).await
     }
 
     /// The newest idle connection that is still open and not past the
@@ -471,11 +480,11 @@ mod tests {
         let (address, accepted) = upstream(b"ok", Then::SilentNext).await;
         let pool = pool(address);
         let soon = |millis| tokio::time::Instant::now() + Duration::from_millis(millis);
-        let first = pool.send_until(get("/"), soon(10_000)).await;
+        let first = pool.send_until(get("/"), soon(10_000), false).await;
         assert_eq!(body_of(first.expect("a response")).await, "ok");
         let asked = tokio::time::Instant::now();
         let error = pool
-            .send_until(get("/"), soon(300))
+            .send_until(get("/"), soon(300), false)
             .await
             .expect_err("no answer");
         assert!(error.is_timeout(), "{error}");
@@ -511,7 +520,7 @@ mod tests {
         let pool = pool(address);
         let asked = tokio::time::Instant::now();
         let error = pool
-            .send_until(get("/"), asked + Duration::from_millis(300))
+            .send_until(get("/"), asked + Duration::from_millis(300), false)
             .await
             .expect_err("no connection");
         assert!(error.is_timeout(), "{error}");
@@ -530,10 +539,10 @@ mod tests {
         let (address, accepted) = upstream(b"ok", Then::KeepAlive).await;
         let pool = pool(address);
         let soon = |millis| tokio::time::Instant::now() + Duration::from_millis(millis);
-        let first = pool.send_until(get("/"), soon(100)).await;
+        let first = pool.send_until(get("/"), soon(100), false).await;
         assert_eq!(body_of(first.expect("a response")).await, "ok");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let second = pool.send_until(get("/"), soon(10_000)).await;
+        let second = pool.send_until(get("/"), soon(10_000), false).await;
         assert_eq!(body_of(second.expect("a response")).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "the pooled one");
     }

@@ -1,0 +1,34 @@
+//! An upstream response's header lines carried to the client as they
+//! arrived, for the common answer that nothing in the proxy reads or
+//! changes: no plugin's `on-response` or `on-log` runs, nothing records
+//! it, and it has none of the headers the proxy must act on (hop-by-hop
+//! ones, `Transfer-Encoding`, a list or repeat of lengths). Building a
+//! header map from such a head, only to write the same lines out again,
+//! was the largest single cost of a proxied request.
+//!
+//! Lines are only kept in the form the map path would write them
+//! (`name: value` and CRLF, names in lower case), so the client cannot
+//! tell the two paths apart except by the order of repeated names, which
+//! this path keeps as the upstream sent it.
+
+use bytes::Bytes;
+
+/// Header lines of a response head, ready to be written out.
+#[derive(Debug, Clone)]
+pub struct ReceivedHeaders {
+    /// The lines, each `name: value\r\n`, names in lower case.
+    pub lines: Bytes,
+    /// The one `Content-Length` among them.
+    pub content_length: u64,
+    /// Whether a `Date` is among them.
+    pub has_date: bool,
+}
+
+/// A response body that may carry its head's header lines as received
+/// (then its head's header map is empty, and the lines are the headers).
+pub trait CarriesReceivedHeaders {
+    /// The lines, once. A body that never carries them keeps this.
+    fn take_received(&mut self) -> Option<Box<ReceivedHeaders>> {
+        None
+    }
+}
