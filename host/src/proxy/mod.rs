@@ -6,6 +6,7 @@ pub mod connection;
 pub mod date_header;
 pub mod errors;
 pub mod handler;
+pub mod head_buffer;
 pub mod header_map_pool;
 pub mod header_spans;
 pub mod headers;

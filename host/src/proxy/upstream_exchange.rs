@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, Sleep};
 
+use super::head_buffer;
 use super::header_map_pool;
 use super::received_headers::{CarriesReceivedHeaders, ReceivedHeaders};
 use super::silence::Silence;
@@ -335,15 +336,15 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = request.into_parts();
-    let mut head = BytesMut::new();
     let target = parts
         .uri
         .path_and_query()
         .map_or("/", |target| target.as_str());
-    let framing = encode_request_head(&parts.method, target, &parts.headers, &mut head);
+    let (head, framing) = head_buffer::write_head(|out| {
+        encode_request_head(&parts.method, target, &parts.headers, out)
+    });
     // Written out: the map goes back for the next head on this thread.
     header_map_pool::give_back(parts.headers);
-    let head = head.freeze();
     let bodiless = framing == Framing::Empty && body.is_end_stream();
     let idempotent = matches!(
         parts.method,
