@@ -325,7 +325,7 @@ impl Proxy {
                 started,
             );
         }
-        let verdict = BodyVerdict::default();
+        let verdict = BodyVerdict::for_body(&body);
         let body = ClientBody {
             body: LimitedBody::new(
                 body,

@@ -56,13 +56,29 @@ struct VerdictState {
 }
 
 /// What the body limits decided, readable after the body was handed on.
-#[derive(Clone, Default)]
-pub struct BodyVerdict(Arc<VerdictState>);
+/// A request without a body (the own reader's) has nothing to decide, and
+/// keeps no shared state for it: `None`, one allocation fewer.
+#[derive(Clone)]
+pub struct BodyVerdict(Option<Arc<VerdictState>>);
+
+impl Default for BodyVerdict {
+    fn default() -> Self {
+        Self(Some(Arc::default()))
+    }
+}
 
 impl BodyVerdict {
+    /// The verdict on `body`: one that can be decided if there is a body.
+    pub fn for_body(body: &InboundBody) -> Self {
+        match body {
+            Some(_) => Self::default(),
+            None => Self(None),
+        }
+    }
+
     /// The error to answer with, if a limit cut the body off.
     pub fn error(&self, limit: u64) -> Option<ProxyError> {
-        match self.0.verdict.load(Ordering::Relaxed) {
+        match self.0.as_ref()?.verdict.load(Ordering::Relaxed) {
             VERDICT_TOO_LARGE => Some(ProxyError::BodyTooLarge { limit }),
             VERDICT_TIMED_OUT => Some(ProxyError::RequestTimeout),
             VERDICT_CLIENT_FAILED => Some(ProxyError::BadRequestBody),
@@ -71,14 +87,26 @@ impl BodyVerdict {
     }
 
     fn set(&self, verdict: u8) {
-        self.0.verdict.store(verdict, Ordering::Relaxed);
+        // Only a body is cut off, and a body's verdict has its state.
+        if let Some(state) = &self.0 {
+            state.verdict.store(verdict, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps what is left of a body cut off at the size limit, for
+    /// [`drain_rest`](Self::drain_rest).
+    fn keep_rest(&self, rest: Option<Incoming>) {
+        if let Some(state) = &self.0 {
+            *state.rest.lock().unwrap_or_else(|p| p.into_inner()) = rest;
+        }
     }
 
     /// Reads and drops what is left of a body cut off at the size limit,
     /// within [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`], so the answer
     /// reaches a client that is still sending.
     pub async fn drain_rest(&self) {
-        let rest = self.0.rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(state) = &self.0 else { return };
+        let rest = state.rest.lock().unwrap_or_else(|p| p.into_inner()).take();
         drain(rest).await;
     }
 }
@@ -181,12 +209,7 @@ impl Body for LimitedBody {
                     if self.read > self.limit {
                         self.verdict.set(VERDICT_TOO_LARGE);
                         let rest = self.inner.take();
-                        *self
-                            .verdict
-                            .0
-                            .rest
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = rest;
+                        self.verdict.keep_rest(rest);
                         return Poll::Ready(Some(Err(BodyError::TooLarge(self.limit))));
                     }
                 }
