@@ -16,15 +16,41 @@ use super::upstream_exchange::{ExchangeError, Tunnel, UpstreamResponse};
 /// The upstream's response body, as read from its connection.
 pub type UpstreamResponseBody = UpstreamResponse;
 
+/// How many bytes of a request body have been read, shared by the body on
+/// its way upstream and what reports the exchange. A request without a
+/// body shares nothing (one allocation fewer): its count stays at zero.
+#[derive(Clone, Default)]
+pub struct BodyBytes(Option<Arc<AtomicU64>>);
+
+impl BodyBytes {
+    /// A count for a request that has a body if `has_body`.
+    pub fn new(has_body: bool) -> Self {
+        Self(has_body.then(Arc::default))
+    }
+
+    /// The bytes read so far.
+    pub fn get(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, |read| read.load(Ordering::Relaxed))
+    }
+
+    fn add(&self, bytes: u64) {
+        if let Some(read) = &self.0 {
+            read.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A request body on its way upstream, counting the bytes read.
 pub struct CountingBody {
     inner: LimitedBody,
-    read: Arc<AtomicU64>,
+    read: BodyBytes,
 }
 
 impl CountingBody {
     /// Wraps `inner`; `read` grows as data frames pass.
-    pub fn new(inner: LimitedBody, read: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: LimitedBody, read: BodyBytes) -> Self {
         Self { inner, read }
     }
 }
@@ -41,7 +67,7 @@ impl Body for CountingBody {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            self.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.read.add(data.len() as u64);
         }
         polled
     }

@@ -8,7 +8,6 @@
 //! Bodies stream through; only heads are handed to plugins.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -16,7 +15,9 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use hyper::upgrade::OnUpgrade;
 
-use super::body::{BodyEnd, Completion, CountingBody, ResponseBody, UpstreamResponseBody};
+use super::body::{
+    BodyBytes, BodyEnd, Completion, CountingBody, ResponseBody, UpstreamResponseBody,
+};
 use super::connection::RequestGuard;
 use super::errors::ProxyError;
 use super::headers::{self, ClientAddress, Framing};
@@ -84,7 +85,7 @@ struct Trail {
 struct ExchangeDone {
     started: Instant,
     status: StatusCode,
-    request_bytes: Arc<AtomicU64>,
+    request_bytes: BodyBytes,
     trail: Trail,
     log: Option<LogJob>,
     recording: Option<Recording>,
@@ -127,13 +128,13 @@ impl Completion for ExchangeDone {
             }
         }
         if let Some(recording) = self.recording {
-            let request_bytes = self.request_bytes.load(Ordering::Relaxed);
+            let request_bytes = self.request_bytes.get();
             recording.finish(request_bytes, sent, elapsed, self.trail.upstream_duration);
         }
         let Some(job) = self.log else { return };
         job.start(Exchange {
             status: self.status.as_u16(),
-            request_bytes: self.request_bytes.load(Ordering::Relaxed),
+            request_bytes: self.request_bytes.get(),
             response_bytes: sent,
             duration_us: micros(elapsed),
             upstream_duration_us: self.trail.upstream_duration.map(micros),
@@ -339,7 +340,7 @@ impl Proxy {
         };
         let mut recording = Recording::start(&parts, client_addr);
         let head = RequestHead::new(parts, client_addr, "http");
-        let request_bytes = Arc::new(AtomicU64::new(0));
+        let request_bytes = BodyBytes::new(!own_reader);
         // From here on a dropped request is counted (and, while it waits
         // for the upstream, logged) as 499.
         let mut watch = AbandonWatch::new(
@@ -502,7 +503,7 @@ impl Proxy {
         client: &ClientAddress,
         body: ClientBody,
         upgrade: Option<HeaderValue>,
-        request_bytes: &Arc<AtomicU64>,
+        request_bytes: &BodyBytes,
         keep_received: bool,
     ) -> Result<(Response<UpstreamResponseBody>, Duration), (ProxyError, Option<Duration>)> {
         let RequestHeadFields {

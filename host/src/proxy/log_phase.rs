@@ -12,12 +12,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 use tokio::sync::Notify;
 
+use super::body::BodyBytes;
 use crate::chain::Chain;
 use crate::metrics::Metrics;
 use crate::runtime::bindings::Exchange;
@@ -167,7 +168,7 @@ pub struct AbandonWatch<'a> {
     calls: &'a Arc<LogCalls>,
     metrics: &'a Arc<Metrics>,
     started: Instant,
-    request_bytes: &'a Arc<AtomicU64>,
+    request_bytes: &'a BodyBytes,
 }
 
 impl<'a> AbandonWatch<'a> {
@@ -177,7 +178,7 @@ impl<'a> AbandonWatch<'a> {
         calls: &'a Arc<LogCalls>,
         metrics: &'a Arc<Metrics>,
         started: Instant,
-        request_bytes: &'a Arc<AtomicU64>,
+        request_bytes: &'a BodyBytes,
     ) -> Self {
         calls.outstanding.fetch_add(1, Ordering::AcqRel);
         Self {
@@ -246,7 +247,7 @@ impl AbandonWatch<'_> {
         };
         job.start(Exchange {
             status: ABANDONED_STATUS,
-            request_bytes: self.request_bytes.load(Ordering::Relaxed),
+            request_bytes: self.request_bytes.get(),
             response_bytes: 0,
             duration_us: micros(elapsed),
             upstream_duration_us: None,
