@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use http::header::Entry;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
@@ -345,22 +346,27 @@ pub fn for_upstream(
         headers.insert(HOST, value);
     }
     let own = &client.forwarded_for;
-    // A previous value that is not text is replaced, not extended.
-    let previous = headers
-        .get(&X_FORWARDED_FOR)
-        .filter(|value| value.to_str().is_ok());
-    let forwarded_for = match previous {
-        Some(previous) => {
-            let mut joined = Vec::with_capacity(previous.len() + 2 + own.len());
-            joined.extend_from_slice(previous.as_bytes());
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(own.as_bytes());
-            HeaderValue::from_bytes(&joined).ok()
+    // One lookup, whether the client sent one or not (the name is hashed
+    // byte by byte, as every name outside the standard set is).
+    match headers.entry(X_FORWARDED_FOR.clone()) {
+        // A previous value that is not text is replaced, not extended.
+        Entry::Occupied(mut previous) => match previous.get().to_str() {
+            Ok(text) => {
+                let mut joined = Vec::with_capacity(text.len() + 2 + own.len());
+                joined.extend_from_slice(text.as_bytes());
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(own.as_bytes());
+                if let Ok(value) = HeaderValue::from_bytes(&joined) {
+                    previous.insert(value);
+                }
+            }
+            Err(_) => {
+                previous.insert(own.clone());
+            }
+        },
+        Entry::Vacant(slot) => {
+            slot.insert(own.clone());
         }
-        None => Some(own.clone()),
-    };
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
 }
