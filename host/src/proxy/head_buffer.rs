@@ -5,10 +5,13 @@
 //! two frees when it was done with.
 //!
 //! The buffer is taken in blocks; a block is freed, or reused in place,
-//! once every head split off it has been dropped. Heads live until their
-//! response head arrives (the copy kept for a resend), so a slow upstream
-//! holds at most the block its head is in, as a slow request's header
-//! values hold the block of the inbound read buffer they were parsed from.
+//! once every head split off it has been dropped. A head lives until its
+//! response head arrives (the copy kept for a resend), so a request that
+//! waits long on the upstream holds the whole block its head is in (4 KiB,
+//! where its own head was some hundred bytes), as a waiting request's
+//! header values hold the block of the inbound read buffer they were
+//! parsed from. A head larger than the room left takes a block of its own
+//! size, and the heads after it are cut from that block while it lasts.
 
 use std::cell::RefCell;
 
@@ -29,6 +32,9 @@ thread_local! {
 /// out as one `Bytes`. `write` must not write another head itself.
 pub fn write_head<R>(write: impl FnOnce(&mut BytesMut) -> R) -> (Bytes, R) {
     BUFFER.with_borrow_mut(|buffer| {
+        // Empty unless a `write` before this one unwound half-way: its
+        // bytes must not lead this head.
+        buffer.clear();
         if buffer.capacity() < MIN_ROOM {
             buffer.reserve(BLOCK);
         }
@@ -62,6 +68,19 @@ mod tests {
         let (next, ()) = write_head(|out| out.extend_from_slice(b"next"));
         assert_eq!(&next[..], b"next");
         assert_eq!(&head[..], &large[..], "a head is not changed by the next");
+    }
+
+    #[test]
+    fn a_write_that_unwound_leaves_nothing_before_the_next_head() {
+        let unwound = std::panic::catch_unwind(|| {
+            write_head(|out| {
+                out.extend_from_slice(b"half a he");
+                panic!("the writer failed");
+            })
+        });
+        assert!(unwound.is_err());
+        let (head, ()) = write_head(|out| out.extend_from_slice(b"whole"));
+        assert_eq!(&head[..], b"whole");
     }
 
     #[test]

@@ -122,7 +122,8 @@ impl HeaderSpans {
     /// other, the value not empty) and none that the proxy must act on (a
     /// hop-by-hop header, `Transfer-Encoding`, or any `Content-Length` but
     /// one plain number, which must be there). Names are put in lower case
-    /// in place. `None` leaves the head for
+    /// in place, up to the line that fails if one does (the map path puts
+    /// them in lower case too). `None` leaves the head for
     /// [`to_header_map`](Self::to_header_map).
     pub fn plain_lines(&self, head: &mut [u8]) -> Option<PlainLines> {
         SPANS.with_borrow(|spans| {

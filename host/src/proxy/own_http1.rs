@@ -182,13 +182,18 @@ where
     let (mut parts, mut body) = response.into_parts();
     out.clear();
     let encoded = match body.take_received() {
-        Some(received) => response_encoder::encode_received(
-            parts.status,
-            &received,
-            keep_alive,
-            length_of(&body),
-            out,
-        ),
+        Some(received) => {
+            // The lines are the headers: nothing may have been added beside
+            // them (see `ReceivedHeaders`).
+            debug_assert!(parts.headers.is_empty(), "headers beside received lines");
+            response_encoder::encode_received(
+                parts.status,
+                &received,
+                keep_alive,
+                length_of(&body),
+                out,
+            )
+        }
         None => response_encoder::encode(&mut parts, method, keep_alive, length_of(&body), out),
     };
     // Written out: the map goes back for the next head on this thread.

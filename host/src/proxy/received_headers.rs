@@ -7,9 +7,11 @@
 //! was the largest single cost of a proxied request.
 //!
 //! Lines are only kept in the form the map path would write them
-//! (`name: value` and CRLF, names in lower case), so the client cannot
-//! tell the two paths apart except by the order of repeated names, which
-//! this path keeps as the upstream sent it.
+//! (`name: value` and CRLF, names in lower case), so the two paths write
+//! the same lines, with three differences that mean nothing to a client:
+//! repeated names keep the upstream's order (the map groups them), and a
+//! zero length stays where and as the upstream wrote it (`00` included;
+//! the map path writes its own `0` after the other lines).
 
 use bytes::Bytes;
 

@@ -15,19 +15,17 @@ use tokio::time::{Instant, Sleep};
 
 /// The silence allowed and the timer that holds a body to it.
 pub struct Silence {
-    /// The limit in milliseconds (as configured): eight bytes where a
-    /// `Duration` takes sixteen, in a body that is moved several times.
-    limit_ms: u64,
+    limit: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     /// When the upstream was last heard from, once the timer is armed.
     heard: Option<Instant>,
 }
 
 impl Silence {
-    /// Allows `limit` of silence, to the millisecond.
+    /// Allows `limit` of silence.
     pub fn new(limit: Duration) -> Self {
         Self {
-            limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            limit,
             timer: None,
             heard: None,
         }
@@ -35,7 +33,7 @@ impl Silence {
 
     /// The silence allowed.
     pub fn limit(&self) -> Duration {
-        Duration::from_millis(self.limit_ms)
+        self.limit
     }
 
     /// Something came from the upstream.
@@ -48,7 +46,7 @@ impl Silence {
     /// A read has to wait: true once the upstream has sent nothing for the
     /// limit; otherwise `cx` is woken when it might have.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let limit = self.limit();
+        let limit = self.limit;
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
