@@ -61,7 +61,9 @@ fn can_have_body(method: &Method, status: StatusCode) -> bool {
     *method != Method::HEAD && can_have_content_length(status)
 }
 
-fn can_have_content_length(status: StatusCode) -> bool {
+/// Whether a response with `status` may have a body, and so declare its
+/// length (not 1xx, 204 or 304).
+pub fn can_have_content_length(status: StatusCode) -> bool {
     !status.is_informational()
         && status != StatusCode::NO_CONTENT
         && status != StatusCode::NOT_MODIFIED

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use super::header_spans::{BadHeader, HeaderSpans, MAX_HEADERS, PlainLines};
 use super::headers::lists;
 use super::received_headers::ReceivedHeaders;
+use super::response_encoder::can_have_content_length;
 
 /// Longest response head, and longest trailer section, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -192,7 +193,7 @@ pub fn parse_response_head(
     let mut head = buffer.split_to(length);
     // Only answers with a body of a declared length: the framing rules for
     // the others (HEAD, 1xx, 204, 304) are the map path's to apply.
-    let plain = (keep_received && *method != Method::HEAD && can_have_length(status))
+    let plain = (keep_received && *method != Method::HEAD && can_have_content_length(status))
         .then(|| spans.plain_lines(&mut head))
         .flatten();
     if let Some(plain) = plain {
@@ -213,10 +214,7 @@ pub fn parse_response_head(
         Version::HTTP_10 => seen.connection && has_token(&headers, CONNECTION, "keep-alive"),
         _ => !(seen.connection && has_token(&headers, CONNECTION, "close")),
     };
-    let bodiless = *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let bodiless = *method == Method::HEAD || !can_have_content_length(status);
     // Checked on every answer that declares one, with or without a body:
     // the client frames the answer to its GET by the same header it sees
     // on the answer to a HEAD.
@@ -275,13 +273,6 @@ pub fn parse_response_head(
         keep_alive,
         received: None,
     }))
-}
-
-/// Whether a response with `status` may declare a body's length.
-fn can_have_length(status: StatusCode) -> bool {
-    !status.is_informational()
-        && status != StatusCode::NO_CONTENT
-        && status != StatusCode::NOT_MODIFIED
 }
 
 /// The head of a response whose header `lines` (as `plain` describes
