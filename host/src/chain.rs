@@ -125,6 +125,12 @@ impl Chain {
         self.any_on_log
     }
 
+    /// Whether any plugin reads request or response heads (has any of the
+    /// request-path hooks).
+    pub fn reads_heads(&self) -> bool {
+        self.has_on_request() || self.has_on_response() || self.has_on_log()
+    }
+
     /// Runs `on-request` in chain order until a plugin answers or fails.
     pub async fn on_request(&self, mut request: RequestHead) -> (RequestHead, RequestVerdict) {
         for (position, plugin) in self.plugins.iter().enumerate() {

@@ -242,6 +242,7 @@ async fn a_get_whose_pooled_connection_closes_under_it_goes_again_and_a_post_get
     let RawUpstream {
         addr: address,
         accepted,
+        ..
     } = upstream_that_drops_second_requests().await;
     // One worker, so that both requests use the same upstream pool.
     let tandem = TandemBuilder::new(format!("http://{address}"))
@@ -489,6 +490,45 @@ async fn header_lines_kept_as_received_read_as_a_header_map_writes_them() {
                    date: Thu, 01 Jan 2026 00:00:00 GMT\r\ncache-control: no-store\r\n\
                    connection: close\r\n\r\nok";
     assert_eq!(text, format!("{answer}{answer}{answer}{answer}{closing}"));
+}
+
+/// A plain request's header lines go upstream as the client sent them
+/// (names in lower case), followed by the proxy's two: byte for byte what
+/// the header map path writes for the same request, whether that path is
+/// taken by the own reader (a hop-by-hop header makes it) or by hyper
+/// (after a request with a body handed the connection over).
+#[tokio::test]
+async fn request_lines_kept_as_received_go_upstream_as_a_header_map_writes_them() {
+    let upstream =
+        RawUpstream::start(|_| Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".as_slice()))
+            .await;
+    let tandem = TandemBuilder::new(format!("http://{}", upstream.addr))
+        .spawn()
+        .await;
+    let plain = "GET /a?b=1 HTTP/1.1\r\nHost: app\r\nX-Mixed: Stays As Sent\r\nAccept: */*\r\n\r\n";
+    let hop = "GET /a?b=1 HTTP/1.1\r\nHost: app\r\nX-Mixed: Stays As Sent\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
+    let upload = "POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 2\r\n\r\nhi";
+    let last = "GET /c HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n";
+    send_until_closed(
+        tandem.proxy,
+        format!("{plain}{hop}{upload}{plain}{last}").as_bytes(),
+        "the connection closes after the last request",
+    )
+    .await;
+    let heads: Vec<String> = upstream
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|head| String::from_utf8_lossy(head).into_owned())
+        .collect();
+    assert_eq!(heads.len(), 5, "{heads:#?}");
+    let expected = "GET /a?b=1 HTTP/1.1\r\nhost: app\r\nx-mixed: Stays As Sent\r\naccept: */*\r\n\
+                    x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n";
+    assert_eq!(heads[0], expected, "lines as received");
+    assert_eq!(heads[1], expected, "the own reader's map");
+    // The raw upstream reads heads only: the upload's body comes first.
+    assert_eq!(heads[3], format!("hi{expected}"), "hyper's map");
 }
 
 /// Common requests are served by Tandem's own HTTP/1.1 reader, and the

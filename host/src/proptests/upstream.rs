@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use http::Method;
 use proptest::prelude::*;
 
-use super::bounded;
+use super::{bounded, header_lines};
 use crate::proxy::upstream_codec::{
     BodyDecoder, Decoded, Framing, encode_chunk, encode_last_chunk, parse_response_head,
 };
@@ -82,25 +82,7 @@ fn plain_head() -> impl Strategy<Value = (String, u64)> {
         0u64..100_000,
     )
         .prop_map(|(names, values, cases, at, dated, status, length)| {
-            let mut lines: Vec<String> = names
-                .iter()
-                .zip(&values)
-                .map(|(name, value)| {
-                    // `x-` keeps clear of the names the proxy acts on.
-                    let name: String = format!("x-{name}")
-                        .chars()
-                        .enumerate()
-                        .map(|(i, c)| {
-                            if cases >> (i % 64) & 1 == 1 {
-                                c.to_ascii_uppercase()
-                            } else {
-                                c
-                            }
-                        })
-                        .collect();
-                    format!("{name}: {value}\r\n")
-                })
-                .collect();
+            let mut lines = header_lines(&names, &values, cases);
             lines.insert(at.min(lines.len()), format!("Content-Length: {length}\r\n"));
             if dated {
                 lines.push("Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n".to_owned());

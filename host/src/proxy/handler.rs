@@ -26,9 +26,10 @@ use super::limits::{
 };
 use super::log_phase::{AbandonWatch, LogCalls, LogJob, micros};
 use super::path;
+use super::request_lines::{OutgoingLines, RequestLines};
 use super::server::ConnectionHold;
 use super::upgrade;
-use super::upstream_exchange::ExchangeError;
+use super::upstream_exchange::{self, ExchangeError};
 use super::upstream_pool::UpstreamPool;
 use crate::chain::{Chain, RequestVerdict, ResponseVerdict};
 use crate::config::Limits;
@@ -273,19 +274,46 @@ impl Proxy {
         response
     }
 
+    /// Whether a request's header lines may go upstream as received (see
+    /// `RequestLines`): nothing reads heads on the way, no plugin and no
+    /// recording. Asked as each head comes in.
+    pub fn passes_request_lines(&self) -> bool {
+        !self.chain.load().reads_heads() && !Recording::is_on()
+    }
+
     /// Handles one request from `client`. `body_busy`, if the request has
     /// a body, is held until the body has gone upstream or been dropped.
+    /// `lines`, if the own reader kept them, are the request's headers
+    /// (its header map is empty).
     pub async fn handle(
         &self,
         request: Request<InboundBody>,
         client: &ClientAddress,
         body_busy: Option<RequestGuard>,
+        lines: Option<Box<RequestLines>>,
     ) -> Response<ResponseBody> {
         let client_addr = client.addr();
         let started = Instant::now();
         let in_flight = InFlight::new(&self.metrics);
         let chain = self.chain.load_full();
         let (mut parts, body) = request.into_parts();
+        let lines = match lines {
+            Some(lines) if chain.reads_heads() || Recording::is_on() => {
+                // Something came to read heads since this one was taken (a
+                // reload): it gets the map.
+                let Some(headers) = lines.to_header_map() else {
+                    drop(in_flight);
+                    return self.refuse(
+                        ProxyError::BadRequestHead("a header line that makes no header"),
+                        None,
+                        started,
+                    );
+                };
+                parts.headers = headers;
+                None
+            }
+            lines => lines,
+        };
         // The own reader's requests have no body framing and no Upgrade
         // (see `InboundBody`): nothing to look up for them here.
         let own_reader = body.is_none();
@@ -301,8 +329,15 @@ impl Proxy {
             Some(_) => parts.extensions.remove::<OnUpgrade>().map(|on| (on, hold)),
             None => None,
         };
-        let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
-        if let Some(error) = headers::request_head_problem(&parts) {
+        let request_id = match &lines {
+            Some(lines) => lines.request_id.clone(),
+            None => parts.headers.get(&X_REQUEST_ID).cloned(),
+        };
+        // Lines as received had their Host checked as they were taken, and
+        // their target is in origin form.
+        if lines.is_none()
+            && let Some(error) = headers::request_head_problem(&parts)
+        {
             drop(in_flight);
             if !expects_continue(&parts.headers) {
                 Box::pin(drain(body)).await;
@@ -310,7 +345,9 @@ impl Proxy {
             tracing::info!(client = %client_addr, "{}", error.public_message());
             return self.refuse(error, request_id.as_ref(), started);
         }
-        headers::host_from_target(&mut parts);
+        if lines.is_none() {
+            headers::host_from_target(&mut parts);
+        }
         if self.limits.normalize_paths {
             normalize_path(&mut parts.uri, self.limits.merge_slashes);
         }
@@ -338,7 +375,12 @@ impl Proxy {
             limit,
             verdict,
         };
-        let mut recording = Recording::start(&parts, client_addr);
+        // Recording was off when the lines were kept, and is never turned
+        // off once on.
+        let mut recording = match lines {
+            Some(_) => None,
+            None => Recording::start(&parts, client_addr),
+        };
         let head = RequestHead::new(parts, client_addr, "http");
         let request_bytes = BodyBytes::new(!own_reader);
         // From here on a dropped request is counted (and, while it waits
@@ -374,7 +416,15 @@ impl Proxy {
                     own_reader && !keep_request && upgrade.is_none() && recording.is_none();
                 let asked = upgrade.clone();
                 let forwarded = self
-                    .forward(head, client, body, upgrade, &request_bytes, keep_received)
+                    .forward(
+                        head,
+                        client,
+                        body,
+                        upgrade,
+                        &request_bytes,
+                        keep_received,
+                        lines,
+                    )
                     .await
                     .and_then(|(response, took)| {
                         match upstream_response_problem(asked.as_ref(), &response) {
@@ -497,6 +547,8 @@ impl Proxy {
     }
 
     /// Sends the request to the upstream and waits for its response head.
+    /// `lines`, if there are any, go upstream as the request's headers.
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         head: RequestHead,
@@ -505,6 +557,7 @@ impl Proxy {
         upgrade: Option<HeaderValue>,
         request_bytes: &BodyBytes,
         keep_received: bool,
+        lines: Option<Box<RequestLines>>,
     ) -> Result<(Response<UpstreamResponseBody>, Duration), (ProxyError, Option<Duration>)> {
         let RequestHeadFields {
             mut parts, scheme, ..
@@ -518,14 +571,24 @@ impl Proxy {
         // Without a Host and an authority in the target (an HTTP/1.0
         // client may send neither), the upstream's own name: HTTP/1.1
         // requires a Host.
-        let authority = parts.uri.authority().cloned();
-        headers::for_upstream(
-            &mut parts.headers,
-            authority.as_ref().unwrap_or(&self.upstream),
-            client,
-            scheme,
-            upgrade,
-        );
+        let outgoing_lines = match &lines {
+            Some(lines) => Some(OutgoingLines {
+                lines: &lines.lines,
+                forwarded_for: client.forwarded_for(),
+                scheme,
+            }),
+            None => {
+                let authority = parts.uri.authority().cloned();
+                headers::for_upstream(
+                    &mut parts.headers,
+                    authority.as_ref().unwrap_or(&self.upstream),
+                    client,
+                    scheme,
+                    upgrade,
+                );
+                None
+            }
+        };
         // A body of unknown length (chunked) goes chunked, even on a GET or
         // HEAD: the upstream client frames a body by these headers alone.
         // Never beside a Content-Length.
@@ -545,10 +608,21 @@ impl Proxy {
         } = body;
         let body = CountingBody::new(body, request_bytes.clone());
         let request = Request::from_parts(parts, body);
+        // Written out before anything is awaited, so that neither the
+        // request's parts nor its lines take room in this future.
+        let prepared = match upstream_exchange::prepare(request, outgoing_lines) {
+            Ok(prepared) => prepared,
+            Err(error) => return Err((ProxyError::UpstreamFailed(error_chain(&error)), None)),
+        };
+        drop(lines);
         let sent = Instant::now();
         // Timed from `sent`, so that arming the timer reads no clock again.
         let deadline = tokio::time::Instant::from_std(sent + self.upstream_timeout);
-        match self.pool.send_until(request, deadline, keep_received).await {
+        match self
+            .pool
+            .send_until(prepared, deadline, keep_received)
+            .await
+        {
             Ok(exchanged) => {
                 if let Some(resend) = exchanged.resent {
                     self.metrics.upstream_resent(resend.name());
@@ -642,12 +716,13 @@ mod tests {
     #[test]
     fn a_requests_future_stays_small() {
         let handle = future_size(
-            |(proxy, request, client, busy): (
+            |(proxy, request, client, busy, lines): (
                 &Proxy,
                 Request<InboundBody>,
                 &ClientAddress,
                 Option<RequestGuard>,
-            )| proxy.handle(request, client, busy),
+                Option<Box<RequestLines>>,
+            )| proxy.handle(request, client, busy, lines),
         );
         assert!(handle <= 4096, "Proxy::handle's future is {handle} bytes");
     }

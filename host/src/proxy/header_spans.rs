@@ -69,6 +69,16 @@ pub struct PlainLines {
     pub has_date: bool,
 }
 
+/// Where a request head's header lines are, when they can go upstream as
+/// they are (see [`HeaderSpans::plain_request_lines`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainRequestLines {
+    /// The lines, from the first name to the last line's CRLF.
+    pub range: std::ops::Range<usize>,
+    /// Where the value of the first `X-Request-ID` is, if there is one.
+    pub request_id: Option<std::ops::Range<usize>>,
+}
+
 /// A length written as digits alone (at most 19 of them, which always fit).
 fn plain_length(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
@@ -116,21 +126,21 @@ impl HeaderSpans {
         Self(())
     }
 
-    /// The header lines in `head` (the buffer's bytes from `base` on), if
-    /// they can go to the client as they are: each already written as the
-    /// proxy would write it (`name: value` and CRLF, one line after the
-    /// other, the value not empty) and none that the proxy must act on (a
-    /// hop-by-hop header, `Transfer-Encoding`, or any `Content-Length` but
-    /// one plain number, which must be there). Names are put in lower case
-    /// in place, up to the line that fails if one does (the map path puts
-    /// them in lower case too). `None` leaves the head for
-    /// [`to_header_map`](Self::to_header_map).
-    pub fn plain_lines(&self, head: &mut [u8]) -> Option<PlainLines> {
+    /// Walks the header lines in `head` (the buffer's bytes from `base`
+    /// on) while each is written as the proxy would write it (`name:
+    /// value` and CRLF, one line after the other, the value not empty),
+    /// putting each name in lower case in place (the map path does too)
+    /// and handing it to `visit` with its value and where the value is.
+    /// Returns where the lines are, or `None` as soon as a line is out of
+    /// that form or `visit` refuses it (names up to there are lowercased).
+    fn walk_lines(
+        &self,
+        head: &mut [u8],
+        mut visit: impl FnMut(&[u8], &[u8], std::ops::Range<usize>) -> Option<()>,
+    ) -> Option<std::ops::Range<usize>> {
         SPANS.with_borrow(|spans| {
             let first = spans.first()?;
             let mut line_start = first.name.0 as usize;
-            let mut content_length = None;
-            let mut has_date = false;
             for span in spans {
                 let name = range(span.name);
                 let value = range(span.value);
@@ -142,25 +152,69 @@ impl HeaderSpans {
                 if !in_form {
                     return None;
                 }
-                let name = &mut head[name];
-                name.make_ascii_lowercase();
-                match &*name {
-                    b"content-length" if content_length.is_none() => {
-                        content_length = Some(plain_length(&head[value.clone()])?);
-                    }
-                    b"content-length" => return None,
-                    b"date" => has_date = true,
-                    name if super::headers::is_hop_by_hop_name(name) => return None,
-                    _ => {}
-                }
+                head[name.clone()].make_ascii_lowercase();
                 line_start = value.end + 2;
+                visit(&head[name], &head[value.clone()], value)?;
             }
-            Some(PlainLines {
-                range: first.name.0 as usize..line_start,
-                content_length: content_length?,
-                has_date,
-            })
+            Some(first.name.0 as usize..line_start)
         })
+    }
+
+    /// The header lines of a response head, if they can go to the client
+    /// as they are: in the form [`walk_lines`](Self::walk_lines) asks for,
+    /// and none that the proxy must act on (a hop-by-hop header,
+    /// `Transfer-Encoding`, or any `Content-Length` but one plain number,
+    /// which must be there). `None` leaves the head for
+    /// [`to_header_map`](Self::to_header_map).
+    pub fn plain_lines(&self, head: &mut [u8]) -> Option<PlainLines> {
+        let mut content_length = None;
+        let mut has_date = false;
+        let range = self.walk_lines(head, |name, value, _| {
+            match name {
+                b"content-length" if content_length.is_none() => {
+                    content_length = Some(plain_length(value)?);
+                }
+                b"content-length" => return None,
+                b"date" => has_date = true,
+                name if super::headers::is_hop_by_hop_name(name) => return None,
+                _ => {}
+            }
+            Some(())
+        })?;
+        Some(PlainLines {
+            range,
+            content_length: content_length?,
+            has_date,
+        })
+    }
+
+    /// The header lines of a request head, if they can go upstream as they
+    /// are, followed only by the proxy's `X-Forwarded-For` and
+    /// `X-Forwarded-Proto`: in the form [`walk_lines`](Self::walk_lines)
+    /// asks for, one valid `Host` (the checks of
+    /// `headers::request_head_problem`), and none that the proxy must act
+    /// on (a hop-by-hop header, or an `X-Forwarded-For` or
+    /// `X-Forwarded-Proto` of the client's). The reader has already handed
+    /// heads with a body or an upgrade to hyper. `None` leaves the head for
+    /// [`to_header_map`](Self::to_header_map), whose path answers a bad
+    /// `Host` with its 400.
+    pub fn plain_request_lines(&self, head: &mut [u8]) -> Option<PlainRequestLines> {
+        let mut host = false;
+        let mut request_id = None;
+        let range = self.walk_lines(head, |name, value, value_range| {
+            match name {
+                b"host" if host || super::headers::host_problem(value).is_some() => return None,
+                b"host" => host = true,
+                b"x-request-id" => {
+                    request_id.get_or_insert(value_range);
+                }
+                b"x-forwarded-for" | b"x-forwarded-proto" => return None,
+                name if super::headers::is_hop_by_hop_name(name) => return None,
+                _ => {}
+            }
+            Some(())
+        })?;
+        host.then_some(PlainRequestLines { range, request_id })
     }
 
     /// The headers, their values sharing `head` (the buffer's bytes from

@@ -129,6 +129,18 @@ fn is_host_and_port(host: &[u8]) -> bool {
         }
 }
 
+/// What is wrong with the value of a request's `Host`, if anything: user
+/// information, or anything but a host and port.
+pub fn host_problem(host: &[u8]) -> Option<&'static str> {
+    if host.contains(&b'@') {
+        return Some("user information in Host");
+    }
+    if !is_host_and_port(host) {
+        return Some("Host is not a host and port");
+    }
+    None
+}
+
 /// What is wrong with a request head that parsed but must not be served,
 /// if anything (RFC 9112 section 3.2, RFC 9110 section 4.2.4):
 /// - `CONNECT`, which asks a proxy for a tunnel;
@@ -166,11 +178,8 @@ pub fn request_head_problem(parts: &http::request::Parts) -> Option<ProxyError> 
             return Some(ProxyError::BadRequestHead("more than one Host header"));
         }
         let bytes = host.as_bytes();
-        if bytes.contains(&b'@') {
-            return Some(ProxyError::BadRequestHead("user information in Host"));
-        }
-        if !is_host_and_port(bytes) {
-            return Some(ProxyError::BadRequestHead("Host is not a host and port"));
+        if let Some(problem) = host_problem(bytes) {
+            return Some(ProxyError::BadRequestHead(problem));
         }
         // Over HTTP/2 the authority travels as `:authority` (in the URI
         // here), and a Host beside it must name the same (RFC 9113
@@ -319,6 +328,11 @@ impl ClientAddress {
     /// The client's address and port.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The entry this client adds to `X-Forwarded-For`: its address.
+    pub fn forwarded_for(&self) -> &HeaderValue {
+        &self.forwarded_for
     }
 }
 

@@ -6,10 +6,11 @@
 //! hyper's checks and error answers apply to it exactly as before.
 
 use bytes::BytesMut;
-use http::{Method, Request, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
 use super::header_spans::HeaderSpans;
 use super::headers::lists;
+use super::request_lines::RequestLines;
 
 /// Most header lines this reader takes; a head with more (when the
 /// configured limit allows more) goes to hyper. Browsers send a dozen or
@@ -33,6 +34,9 @@ pub enum InboundHead {
         request: Request<()>,
         /// False if the client asked to close after this request.
         keep_alive: bool,
+        /// The header lines as received, when they were asked for and can
+        /// go upstream so; the request's header map is empty then.
+        lines: Option<Box<RequestLines>>,
     },
     /// The start of a head; more is needed.
     Partial,
@@ -55,7 +59,14 @@ const HANDED_OFF: [&str; 5] = [
 /// Takes a request head off the front of `buffer` if it holds a whole one
 /// that this reader serves. `max_bytes` and `max_headers` are the limits
 /// hyper enforces; a head over them is handed to hyper, which answers 431.
-pub fn take(buffer: &mut BytesMut, max_bytes: usize, max_headers: usize) -> InboundHead {
+/// With `want_lines`, a head whose header lines can go upstream as they
+/// came (see `RequestLines`) keeps them so, and gets no header map.
+pub fn take(
+    buffer: &mut BytesMut,
+    max_bytes: usize,
+    max_headers: usize,
+    want_lines: bool,
+) -> InboundHead {
     let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let slots = &mut slots[..max_headers.min(MAX_HEADERS)];
     let mut parsed = httparse::Request::new(&mut []);
@@ -98,13 +109,41 @@ pub fn take(buffer: &mut BytesMut, max_bytes: usize, max_headers: usize) -> Inbo
         let start = path.as_ptr() as usize - base as usize;
         start..start + path.len()
     };
+    // Only an origin-form target: an absolute one puts its authority in
+    // Host.
+    let plain = (want_lines && path.starts_with('/'))
+        .then(|| spans.plain_request_lines(&mut buffer[..length]))
+        .flatten();
     let head = buffer.split_to(length).freeze();
-    let built = Uri::from_maybe_shared(head.slice(path_range)).ok().zip(
-        spans
-            .to_header_map(&head, ADDED_HEADERS)
-            .ok()
-            .map(|(headers, _)| headers),
-    );
+    let (headers, lines) = match plain {
+        Some(plain) => {
+            let request_id = match plain.request_id {
+                Some(value) => HeaderValue::from_maybe_shared(head.slice(value))
+                    .ok()
+                    .map(Some),
+                None => Some(None),
+            };
+            // Boxed: it rides along with the request, in futures that are
+            // moved whole.
+            let lines = request_id.map(|request_id| {
+                Box::new(RequestLines {
+                    lines: head.slice(plain.range),
+                    request_id,
+                })
+            });
+            (lines.as_ref().map(|_| HeaderMap::new()), lines)
+        }
+        None => (
+            spans
+                .to_header_map(&head, ADDED_HEADERS)
+                .ok()
+                .map(|(headers, _)| headers),
+            None,
+        ),
+    };
+    let built = Uri::from_maybe_shared(head.slice(path_range))
+        .ok()
+        .zip(headers);
     let Some((uri, headers)) = built else {
         // Rare: httparse took what `http` refuses. Put the head back for
         // hyper, which refuses it with a 400 of its own.
@@ -122,6 +161,7 @@ pub fn take(buffer: &mut BytesMut, max_bytes: usize, max_headers: usize) -> Inbo
     InboundHead::Request {
         request,
         keep_alive,
+        lines,
     }
 }
 
@@ -131,7 +171,7 @@ mod tests {
 
     fn take_from(raw: &[u8]) -> (InboundHead, BytesMut) {
         let mut buffer = BytesMut::from(raw);
-        let head = take(&mut buffer, 8192, 100);
+        let head = take(&mut buffer, 8192, 100, false);
         (head, buffer)
     }
 
@@ -143,6 +183,7 @@ mod tests {
         let InboundHead::Request {
             request,
             keep_alive,
+            lines: None,
         } = head
         else {
             panic!("{head:?}");
@@ -154,6 +195,61 @@ mod tests {
         assert_eq!(request.headers()["host"], "x");
         assert_eq!(request.headers().get_all("x-two").iter().count(), 2);
         assert_eq!(&rest[..], b"GET /next HTTP/1.1\r\n");
+    }
+
+    /// The lines of `raw` when they are asked for, if it keeps them.
+    fn lines_of(raw: &[u8]) -> Option<Box<RequestLines>> {
+        let mut buffer = BytesMut::from(raw);
+        match take(&mut buffer, 8192, 100, true) {
+            InboundHead::Request { request, lines, .. } => {
+                if lines.is_some() {
+                    assert!(request.headers().is_empty(), "no map beside the lines");
+                }
+                lines
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_lines_are_kept_when_asked_for_with_names_in_lower_case() {
+        let lines = lines_of(
+            b"GET /a?b=1 HTTP/1.1\r\nHost: app:80\r\nX-Request-ID: r-1\r\nAccept: */*\r\n\r\n",
+        )
+        .expect("kept");
+        assert_eq!(
+            &lines.lines[..],
+            b"host: app:80\r\nx-request-id: r-1\r\naccept: */*\r\n"
+        );
+        assert_eq!(lines.request_id.unwrap(), "r-1");
+        let without_id = lines_of(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").expect("kept");
+        assert!(without_id.request_id.is_none());
+    }
+
+    /// Heads the proxy must read or rewrite keep the map, so that its
+    /// checks and rewrites apply as before.
+    #[test]
+    fn heads_the_proxy_reads_or_rewrites_build_the_map() {
+        let cases: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nKeep-Alive: timeout=5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nProxy-Authorization: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost:a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a \r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n",
+        ];
+        for raw in cases {
+            assert!(lines_of(raw).is_none(), "{}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]
@@ -171,11 +267,14 @@ mod tests {
     #[test]
     fn a_head_in_pieces_is_partial_until_whole() {
         let mut buffer = BytesMut::from(&b"GET / HTTP/1.1\r\nHo"[..]);
-        assert!(matches!(take(&mut buffer, 8192, 100), InboundHead::Partial));
+        assert!(matches!(
+            take(&mut buffer, 8192, 100, false),
+            InboundHead::Partial
+        ));
         assert_eq!(buffer.len(), 18, "nothing taken");
         buffer.extend_from_slice(b"st: x\r\n\r\n");
         assert!(matches!(
-            take(&mut buffer, 8192, 100),
+            take(&mut buffer, 8192, 100, false),
             InboundHead::Request { .. }
         ));
         assert!(buffer.is_empty());
@@ -219,17 +318,20 @@ mod tests {
         let whole = [&long[..], b"\r\n\r\n"].concat();
         // Whole but over the limit, and unfinished at the limit.
         assert!(matches!(
-            take(&mut BytesMut::from(&whole[..]), 64, 100),
+            take(&mut BytesMut::from(&whole[..]), 64, 100, false),
             InboundHead::HandOff
         ));
-        assert!(matches!(take(&mut long, 64, 100), InboundHead::HandOff));
+        assert!(matches!(
+            take(&mut long, 64, 100, false),
+            InboundHead::HandOff
+        ));
         let three = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
         assert!(matches!(
-            take(&mut BytesMut::from(&three[..]), 8192, 2),
+            take(&mut BytesMut::from(&three[..]), 8192, 2, false),
             InboundHead::HandOff
         ));
         assert!(matches!(
-            take(&mut BytesMut::from(&three[..]), 8192, 3),
+            take(&mut BytesMut::from(&three[..]), 8192, 3, false),
             InboundHead::Request { .. }
         ));
     }

@@ -17,6 +17,7 @@ pub mod own_http1;
 pub mod path;
 pub mod protocol;
 pub mod received_headers;
+pub mod request_lines;
 pub mod response_encoder;
 pub mod rewind;
 pub mod server;

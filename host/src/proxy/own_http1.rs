@@ -31,6 +31,7 @@ use super::header_map_pool;
 use super::inbound_head::{self, InboundHead};
 use super::limits::InboundBody;
 use super::received_headers::CarriesReceivedHeaders;
+use super::request_lines::RequestLines;
 use super::response_encoder::{self, BodyFraming, BodyLength};
 
 /// Room made in the read buffer when it runs short.
@@ -67,18 +68,21 @@ pub struct HeadLimits {
 }
 
 /// Serves `stream` until it closes or a request comes that hyper must
-/// serve. `service` answers each request. Once `closing` is set, the
+/// serve. `service` answers each request, given its header lines as
+/// received when `wants_lines` says, as the head comes, that they may be
+/// kept (see `RequestLines`). Once `closing` is set, the
 /// response in flight (if any) says `Connection: close` and is the last; a
 /// connection with nothing in flight is simply dropped by its owner, so
 /// the wait for the next head needs no wake-up of its own.
 pub async fn serve<S, F, B>(
     mut stream: TcpStream,
     service: S,
+    wants_lines: impl Fn() -> bool,
     limits: HeadLimits,
     closing: Arc<AtomicBool>,
 ) -> Ended
 where
-    S: Fn(Request<InboundBody>) -> F,
+    S: Fn(Request<InboundBody>, Option<Box<RequestLines>>) -> F,
     F: Future<Output = Response<B>>,
     B: Body<Data = Bytes> + CarriesReceivedHeaders + Unpin,
     B::Error: std::fmt::Display,
@@ -86,13 +90,19 @@ where
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        let (request, keep_alive) = loop {
+        let (request, keep_alive, lines) = loop {
             if !buffer.is_empty() {
-                match inbound_head::take(&mut buffer, limits.max_bytes, limits.max_headers) {
+                match inbound_head::take(
+                    &mut buffer,
+                    limits.max_bytes,
+                    limits.max_headers,
+                    wants_lines(),
+                ) {
                     InboundHead::Request {
                         request,
                         keep_alive,
-                    } => break (request, keep_alive),
+                        lines,
+                    } => break (request, keep_alive, lines),
                     InboundHead::HandOff => {
                         return Ended::HandOff {
                             stream,
@@ -115,7 +125,7 @@ where
         let method = request.method().clone();
         // Pinned where it is made: the future is kilobytes, and a move
         // copies it.
-        let answering = std::pin::pin!(service(request.map(|()| None)));
+        let answering = std::pin::pin!(service(request.map(|()| None), lines));
         let response = tokio::select! {
             biased;
             response = answering => response,
@@ -380,7 +390,7 @@ mod tests {
     /// to hyper, if it came to that.
     async fn exchange<S, F, B>(sent: &'static [u8], service: S) -> (String, Option<Bytes>)
     where
-        S: Fn(Request<InboundBody>) -> F,
+        S: Fn(Request<InboundBody>, Option<Box<RequestLines>>) -> F,
         F: Future<Output = Response<B>>,
         B: Body<Data = Bytes> + CarriesReceivedHeaders + Unpin,
         B::Error: std::fmt::Display,
@@ -391,7 +401,7 @@ mod tests {
             .unwrap();
         client.write_all(sent).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let handed_over = match serve(server, service, LIMITS, Arc::default()).await {
+        let handed_over = match serve(server, service, || false, LIMITS, Arc::default()).await {
             Ended::Closed => None,
             // Dropping the stream closes it.
             Ended::HandOff { stream, unread } => {
@@ -413,7 +423,7 @@ mod tests {
 
     #[tokio::test]
     async fn pipelined_requests_are_answered_in_order_then_closed_as_asked() {
-        let service = |request: Request<InboundBody>| async move {
+        let service = |request: Request<InboundBody>, _lines| async move {
             Response::new(http_body_util::Full::new(Bytes::from(
                 request.uri().path().to_owned(),
             )))
@@ -434,7 +444,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_of_unknown_length_is_chunked_and_large_pieces_pass_whole() {
         let large = vec![b'x'; 20_000];
-        let service = move |_request: Request<InboundBody>| {
+        let service = move |_request: Request<InboundBody>, _lines| {
             let body = Pieces::new(&[b"ab", &large]);
             async move { Response::new(body) }
         };
@@ -457,7 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_shorter_than_its_length_cuts_the_connection() {
-        let service = |_request: Request<InboundBody>| async move {
+        let service = |_request: Request<InboundBody>, _lines| async move {
             let mut response = Response::new(Pieces::new(&[b"abc"]));
             response
                 .headers_mut()
@@ -472,7 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_with_a_body_hands_the_connection_over_with_its_bytes() {
-        let service = |_request: Request<InboundBody>| async move {
+        let service = |_request: Request<InboundBody>, _lines| async move {
             Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")))
         };
         let (received, handed_over) = exchange(
@@ -495,7 +505,7 @@ mod tests {
     async fn a_response_after_closing_began_is_the_last_and_says_so() {
         let closing = Arc::new(AtomicBool::new(false));
         let flag = closing.clone();
-        let service = move |_request: Request<InboundBody>| {
+        let service = move |_request: Request<InboundBody>, _lines| {
             // Draining begins while this request is answered.
             flag.store(true, Ordering::Relaxed);
             async move { Response::new(http_body_util::Empty::<Bytes>::new()) }
@@ -509,7 +519,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let ended = serve(server, service, LIMITS, closing).await;
+        let ended = serve(server, service, || false, LIMITS, closing).await;
         assert!(matches!(ended, Ended::Closed));
         let mut received = Vec::new();
         client.read_to_end(&mut received).await.unwrap();

@@ -30,6 +30,7 @@ use super::headers::ClientAddress;
 use super::limits::InboundBody;
 use super::own_http1::{self, Ended, HeadLimits};
 use super::protocol::{self, Protocol};
+use super::request_lines::RequestLines;
 use super::rewind::Rewound;
 use crate::config::Limits;
 
@@ -162,9 +163,11 @@ async fn serve_connection(
                 max_headers: limits.max_request_headers,
             };
             let own_answerer = answerer.clone();
+            let lines_proxy = proxy.clone();
             let own = own_http1::serve(
                 stream,
-                move |request| own_answerer.answer(request),
+                move |request, lines| own_answerer.answer(request, lines),
+                move || lines_proxy.passes_request_lines(),
                 head_limits,
                 closing.clone(),
             );
@@ -223,6 +226,7 @@ impl Answerer {
     fn answer(
         &self,
         mut request: hyper::Request<InboundBody>,
+        lines: Option<Box<RequestLines>>,
     ) -> impl Future<Output = hyper::Response<TrackedBody<ResponseBody>>> + Send + use<> {
         let guard = self.activity.request_started(request.version());
         let body_busy = request
@@ -245,9 +249,9 @@ impl Answerer {
             // Awaited where it is made when it can be: the future is
             // kilobytes, and each move copies it.
             let response = match cut {
-                None => proxy.handle(request, &client, body_busy).await,
+                None => proxy.handle(request, &client, body_busy, lines).await,
                 Some(mut phase) => tokio::select! {
-                    response = proxy.handle(request, &client, body_busy) => response,
+                    response = proxy.handle(request, &client, body_busy, lines) => response,
                     _ = phase.wait_for(|phase| *phase == Phase::Cut) => cut_response(),
                 },
             };
@@ -266,7 +270,7 @@ fn hyper_service(
     Future = impl Future<Output = Result<hyper::Response<TrackedBody<ResponseBody>>, Infallible>> + Send,
 > + Clone {
     service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let answering = answerer.answer(request.map(Some));
+        let answering = answerer.answer(request.map(Some), None);
         async move { Ok::<_, Infallible>(answering.await) }
     })
 }

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use super::header_spans::{BadHeader, HeaderSpans, MAX_HEADERS, PlainLines};
 use super::headers::lists;
 use super::received_headers::ReceivedHeaders;
+use super::request_lines::OutgoingLines;
 use super::response_encoder::can_have_content_length;
 
 /// Longest response head, and longest trailer section, in bytes.
@@ -72,11 +73,7 @@ pub fn encode_request_head(
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum::<usize>();
-    out.reserve(method.as_str().len() + target.len() + size + 32);
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.extend_from_slice(b" ");
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    put_request_line(method, target, size, out);
     let mut chunked = false;
     let mut length = None;
     for (name, value) in headers {
@@ -90,11 +87,11 @@ pub fn encode_request_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !chunked && length.is_none() && matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-    {
-        out.extend_from_slice(b"content-length: 0\r\n");
+    if !chunked && length.is_none() {
+        end_bodiless_head(method, out);
+    } else {
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
     if chunked {
         return Framing::Chunked;
     }
@@ -105,6 +102,51 @@ pub fn encode_request_head(
         Some(0) | None => Framing::Empty,
         Some(length) => Framing::Length(length),
     }
+}
+
+/// Writes the request line, with room reserved for `header_bytes` more.
+fn put_request_line(method: &Method, target: &str, header_bytes: usize, out: &mut BytesMut) {
+    out.reserve(method.as_str().len() + target.len() + header_bytes + 32);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+}
+
+/// Ends the head of a request without framing headers: a bodiless POST,
+/// PUT or PATCH says its length is zero, as RFC 9110 asks of a sender.
+fn end_bodiless_head(method: &Method, out: &mut BytesMut) {
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a request head whose header lines go as the client sent them
+/// (see `RequestLines`), then the proxy's `X-Forwarded-For` and
+/// `X-Forwarded-Proto`: what [`encode_request_head`] writes for the same
+/// request from its header map. Such a request has no body.
+pub fn encode_request_lines(
+    method: &Method,
+    target: &str,
+    outgoing: OutgoingLines<'_>,
+    out: &mut BytesMut,
+) -> Framing {
+    let forwarded_for = outgoing.forwarded_for.as_bytes();
+    put_request_line(
+        method,
+        target,
+        outgoing.lines.len() + forwarded_for.len() + outgoing.scheme.len() + 40,
+        out,
+    );
+    out.extend_from_slice(outgoing.lines);
+    out.extend_from_slice(b"x-forwarded-for: ");
+    out.extend_from_slice(forwarded_for);
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(outgoing.scheme.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    end_bodiless_head(method, out);
+    Framing::Empty
 }
 
 /// Writes one data chunk of a chunked request body.
@@ -681,6 +723,31 @@ mod tests {
         let framing = encode_request_head(&Method::POST, "/", &HeaderMap::new(), &mut out);
         assert_eq!(&out[..], b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
         assert_eq!(framing, Framing::Empty);
+    }
+
+    #[test]
+    fn lines_as_received_go_first_and_the_proxys_two_after_them() {
+        let forwarded_for = HeaderValue::from_static("192.0.2.7");
+        let outgoing = OutgoingLines {
+            lines: b"host: app\r\naccept: */*\r\n",
+            forwarded_for: &forwarded_for,
+            scheme: "http",
+        };
+        for (method, ending) in [
+            (Method::GET, "\r\n"),
+            (Method::POST, "content-length: 0\r\n\r\n"),
+        ] {
+            let mut out = BytesMut::new();
+            let framing = encode_request_lines(&method, "/a?b", outgoing, &mut out);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                format!(
+                    "{method} /a?b HTTP/1.1\r\nhost: app\r\naccept: */*\r\n\
+                     x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\n{ending}"
+                )
+            );
+            assert_eq!(framing, Framing::Empty);
+        }
     }
 
     #[test]

@@ -22,10 +22,11 @@ use tokio::time::{Instant, Sleep};
 use super::head_buffer;
 use super::header_map_pool;
 use super::received_headers::{CarriesReceivedHeaders, ReceivedHeaders};
+use super::request_lines::OutgoingLines;
 use super::silence::Silence;
 use super::upstream_codec::{
     BodyDecoder, Decoded, Framing, ResponseError, encode_chunk, encode_last_chunk,
-    encode_request_head, parse_response_head,
+    encode_request_head, encode_request_lines, parse_response_head,
 };
 use super::upstream_pool::IdleConnections;
 
@@ -329,8 +330,12 @@ impl Repeat {
 }
 
 /// Writes out the head of `request` (origin-form target, headers as they
-/// go upstream) and frames its body as the head declares.
-pub fn prepare<B>(request: Request<B>) -> Result<Prepared<B>, ExchangeError>
+/// go upstream, or `lines` in their place when the request carries its
+/// lines as received) and frames its body as the head declares.
+pub fn prepare<B>(
+    request: Request<B>,
+    lines: Option<OutgoingLines<'_>>,
+) -> Result<Prepared<B>, ExchangeError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -340,8 +345,9 @@ where
         .uri
         .path_and_query()
         .map_or("/", |target| target.as_str());
-    let (head, framing) = head_buffer::write_head(|out| {
-        encode_request_head(&parts.method, target, &parts.headers, out)
+    let (head, framing) = head_buffer::write_head(|out| match lines {
+        Some(lines) => encode_request_lines(&parts.method, target, lines, out),
+        None => encode_request_head(&parts.method, target, &parts.headers, out),
     });
     // Written out: the map goes back for the next head on this thread.
     header_map_pool::give_back(parts.headers);

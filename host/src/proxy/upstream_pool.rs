@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use hyper::body::Body;
 use tokio::net::TcpStream;
 
-use super::upstream_exchange::{self, ExchangeError, UpstreamConnection, UpstreamResponse};
+use super::upstream_exchange::{
+    self, ExchangeError, Prepared, UpstreamConnection, UpstreamResponse,
+};
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -177,9 +179,12 @@ impl UpstreamPool {
     /// included. With `keep_received`, its header lines may be kept as they
     /// came (see `ReceivedHeaders`), for a response that nothing reads
     /// before it goes out.
+    ///
+    /// The request comes written out (see `upstream_exchange::prepare`),
+    /// so that its parts take no room in this future.
     pub async fn send_until<B>(
         &self,
-        request: Request<B>,
+        mut prepared: Prepared<B>,
         deadline: tokio::time::Instant,
         keep_received: bool,
     ) -> Result<Exchanged, UpstreamError>
@@ -187,9 +192,6 @@ impl UpstreamPool {
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        // Framed before anything is awaited, so that the request's parts
-        // take no room in this future.
-        let mut prepared = upstream_exchange::prepare(request)?;
         let mut fresh_only = false;
         let mut resent = None;
         loop {
@@ -248,13 +250,14 @@ impl UpstreamPool {
 
     /// [`send_until`](Self::send_until) with a 30 s deadline.
     #[cfg(test)]
-    pub async fn send<B>(&self, request: Request<B>) -> Result<Exchanged, UpstreamError>
+    pub async fn send<B>(&self, request: http::Request<B>) -> Result<Exchanged, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let deadline = tokio::time::Instant::now() + TEST_HEAD_TIMEOUT;
-        self.send_until(request, deadline, false).await
+        self.send_until(upstream_exchange::prepare(request, None)?, deadline, false)
+            .await
     }
 
     /// The newest idle connection that is still open and not past the
@@ -343,6 +346,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use bytes::Bytes;
+    use http::Request;
     use http_body_util::{BodyExt, Empty};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -364,6 +368,10 @@ mod tests {
             .header("host", "upstream")
             .body(Empty::new())
             .expect("a request")
+    }
+
+    fn prepared(request: Request<Empty<Bytes>>) -> upstream_exchange::Prepared<Empty<Bytes>> {
+        upstream_exchange::prepare(request, None).unwrap()
     }
 
     /// What the test upstream does after its first answer on a connection.
@@ -480,11 +488,13 @@ mod tests {
         let (address, accepted) = upstream(b"ok", Then::SilentNext).await;
         let pool = pool(address);
         let soon = |millis| tokio::time::Instant::now() + Duration::from_millis(millis);
-        let first = pool.send_until(get("/"), soon(10_000), false).await;
+        let first = pool
+            .send_until(prepared(get("/")), soon(10_000), false)
+            .await;
         assert_eq!(body_of(first.expect("a response")).await, "ok");
         let asked = tokio::time::Instant::now();
         let error = pool
-            .send_until(get("/"), soon(300), false)
+            .send_until(prepared(get("/")), soon(300), false)
             .await
             .expect_err("no answer");
         assert!(error.is_timeout(), "{error}");
@@ -520,7 +530,11 @@ mod tests {
         let pool = pool(address);
         let asked = tokio::time::Instant::now();
         let error = pool
-            .send_until(get("/"), asked + Duration::from_millis(300), false)
+            .send_until(
+                prepared(get("/")),
+                asked + Duration::from_millis(300),
+                false,
+            )
             .await
             .expect_err("no connection");
         assert!(error.is_timeout(), "{error}");
@@ -539,10 +553,12 @@ mod tests {
         let (address, accepted) = upstream(b"ok", Then::KeepAlive).await;
         let pool = pool(address);
         let soon = |millis| tokio::time::Instant::now() + Duration::from_millis(millis);
-        let first = pool.send_until(get("/"), soon(100), false).await;
+        let first = pool.send_until(prepared(get("/")), soon(100), false).await;
         assert_eq!(body_of(first.expect("a response")).await, "ok");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let second = pool.send_until(get("/"), soon(10_000), false).await;
+        let second = pool
+            .send_until(prepared(get("/")), soon(10_000), false)
+            .await;
         assert_eq!(body_of(second.expect("a response")).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "the pooled one");
     }

@@ -57,6 +57,11 @@ fn micros(duration: Duration) -> u64 {
 pub struct Recording(Record);
 
 impl Recording {
+    /// Whether requests are being recorded (then each one's head is read).
+    pub fn is_on() -> bool {
+        RECORDER.get().is_some()
+    }
+
     /// Starts recording a request as the client sent it, if recording is on.
     pub fn start(parts: &http::request::Parts, client: SocketAddr) -> Option<Recording> {
         RECORDER.get()?;

@@ -3,8 +3,8 @@
 //! bytes back.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -15,6 +15,8 @@ pub struct RawUpstream {
     pub addr: SocketAddr,
     /// Connections it accepted so far.
     pub accepted: Arc<AtomicUsize>,
+    /// The request heads it read, as they came, in the order they came.
+    pub heads: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl RawUpstream {
@@ -27,9 +29,12 @@ impl RawUpstream {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let all_heads = heads.clone();
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
+                let seen_heads = all_heads.clone();
                 tokio::spawn(async move {
                     let mut heads = 0;
                     let mut received = Vec::new();
@@ -40,7 +45,8 @@ impl RawUpstream {
                         }
                         received.extend_from_slice(&buffer[..read]);
                         while let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-                            received.drain(..end + 4);
+                            let head: Vec<u8> = received.drain(..end + 4).collect();
+                            seen_heads.lock().unwrap().push(head);
                             let Some(bytes) = answer(heads) else {
                                 return;
                             };
@@ -53,6 +59,10 @@ impl RawUpstream {
                 });
             }
         });
-        Self { addr, accepted }
+        Self {
+            addr,
+            accepted,
+            heads,
+        }
     }
 }
