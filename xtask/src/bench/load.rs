@@ -26,6 +26,18 @@ pub struct LoadResult {
     pub latency_us: Histogram<u64>,
     /// CPU time the measured processes spent during the measured part.
     pub cpu: Option<Duration>,
+    /// Each slice's figures, when the run was taken in slices (see
+    /// [`interleaved`]), in the order they ran.
+    pub slices: Vec<SliceFigures>,
+}
+
+/// What one slice of a run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct SliceFigures {
+    /// Successful requests per second.
+    pub rate: f64,
+    /// CPU microseconds of the measured processes per successful request.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 impl LoadResult {
@@ -53,6 +65,7 @@ impl LoadResult {
         self.elapsed += later.elapsed;
         self.cpu = self.cpu.zip(later.cpu).map(|(a, b)| a + b);
         self.latency_us.add(later.latency_us).expect("same bounds");
+        self.slices.extend(later.slices);
     }
 }
 
@@ -160,6 +173,7 @@ pub async fn run_metered(
         elapsed: shape.duration,
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
         cpu: None,
+        slices: Vec::new(),
     };
     for task in tasks {
         let (ok, errors, histogram) = task.await.expect("load task");
@@ -170,6 +184,10 @@ pub async fn run_metered(
     if let Some(meter) = meter {
         total.cpu = meter.await.ok().flatten();
     }
+    total.slices.push(SliceFigures {
+        rate: total.rate(),
+        cpu_us_per_request: total.cpu_us_per_request(),
+    });
     total
 }
 

@@ -344,5 +344,55 @@ pub fn print_table(rows: &[Row], shape: LoadShape) {
             nginx.name,
             tandem.result.rate() / nginx.result.rate()
         );
+        print_slice_ratios(&tandem.result, &nginx.result);
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[middle]),
+        _ => Some((values[middle - 1] + values[middle]) / 2.0),
+    }
+}
+
+/// Prints `a`'s figures over `b`'s slice by slice: the two ran within
+/// seconds of each other in each round, so a burst of other work on the
+/// machine moves both, and the spread shows how far one round's ratio can
+/// be trusted.
+fn print_slice_ratios(a: &LoadResult, b: &LoadResult) {
+    let pairs = || a.slices.iter().zip(&b.slices);
+    let rates: Vec<f64> = pairs().map(|(a, b)| a.rate / b.rate).collect();
+    let cpus: Vec<f64> = pairs()
+        .filter_map(|(a, b)| Some(a.cpu_us_per_request? / b.cpu_us_per_request?))
+        .collect();
+    let list = |values: &[f64]| {
+        values
+            .iter()
+            .map(|value| format!("{value:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if let (Some(rate), Some(cpu)) = (median(rates.clone()), median(cpus.clone())) {
+        println!(
+            "  round by round: requests per second {} (median {rate:.2}); CPU per request {} (median {cpu:.2})",
+            list(&rates),
+            list(&cpus)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 }
