@@ -206,7 +206,8 @@ struct Started {
 }
 
 /// Starts the demo-app, one Tandem per scenario and nginx, then drives them
-/// all in [`ROUNDS`] interleaved slices against the one demo-app.
+/// all in [`ROUNDS`] interleaved slices against the one demo-app, nginx
+/// right after Tandem without plugins.
 pub fn run_all(
     runtime: &tokio::runtime::Runtime,
     shape: LoadShape,
@@ -255,13 +256,18 @@ pub fn run_all(
                     .into_iter()
                     .flat_map(|master| std::iter::once(master).chain(cpu::children(master)))
                     .collect();
-                targets.push(Started {
-                    name: format!("{NGINX_ROW} ({workers} workers)"),
-                    address: listen,
-                    headers: &[],
-                    pids,
-                    service: Some(nginx),
-                });
+                // Right after Tandem without plugins, so that in each round
+                // the two it compares run within seconds of each other.
+                targets.insert(
+                    2.min(targets.len()),
+                    Started {
+                        name: format!("{NGINX_ROW} ({workers} workers)"),
+                        address: listen,
+                        headers: &[],
+                        pids,
+                        service: Some(nginx),
+                    },
+                );
             }
             Err(error) => println!("bench: nginx skipped: {error:#}"),
         }
