@@ -305,7 +305,7 @@ impl Proxy {
                     drop(in_flight);
                     return self.refuse(
                         ProxyError::BadRequestHead("a header line that makes no header"),
-                        None,
+                        lines.request_id.as_ref(),
                         started,
                     );
                 };
@@ -610,6 +610,9 @@ impl Proxy {
         let request = Request::from_parts(parts, body);
         // Written out before anything is awaited, so that neither the
         // request's parts nor its lines take room in this future.
+        // It fails only for a body that contradicts its own framing, which
+        // no client can send (hyper frames the body by the head): answered
+        // as the application's failure, as it was when the pool wrote it.
         let prepared = match upstream_exchange::prepare(request, outgoing_lines) {
             Ok(prepared) => prepared,
             Err(error) => return Err((ProxyError::UpstreamFailed(error_chain(&error)), None)),

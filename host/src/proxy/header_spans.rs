@@ -13,6 +13,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 /// default).
 pub const MAX_HEADERS: usize = 100;
 
+/// Longest header name `http` takes (`HeaderName` refuses longer ones, so
+/// the map path would refuse the head).
+const MAX_NAME_BYTES: usize = (1 << 16) - 1;
+
 /// Where one header's name and value are, as offsets into the head.
 #[derive(Clone, Copy)]
 struct HeaderSpan {
@@ -126,9 +130,10 @@ impl HeaderSpans {
         Self(())
     }
 
-    /// Walks the header lines in `head` (the buffer's bytes from `base`
-    /// on) while each is written as the proxy would write it (`name:
-    /// value` and CRLF, one line after the other, the value not empty),
+    /// Walks the header lines in `head` (the buffer the spans were recorded
+    /// in) while each is written as the proxy would write it (`name:
+    /// value` and CRLF, one line after the other, the value not empty, the
+    /// name no longer than `http` takes one),
     /// putting each name in lower case in place (the map path does too)
     /// and handing it to `visit` with its value and where the value is.
     /// Returns where the lines are, or `None` as soon as a line is out of
@@ -145,6 +150,7 @@ impl HeaderSpans {
                 let name = range(span.name);
                 let value = range(span.value);
                 let in_form = name.start == line_start
+                    && name.len() <= MAX_NAME_BYTES
                     && value.start == name.end + 2
                     && value.end > value.start
                     && head.get(name.end..value.start) == Some(b": ".as_slice())

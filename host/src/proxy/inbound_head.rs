@@ -2,8 +2,10 @@
 //! `own_http1`) serves itself: parsed by httparse, the parser hyper uses, with
 //! the same settings, and only when it is the common case: an HTTP/1.1
 //! request without a body, an upgrade or an expectation. Anything else,
-//! including every malformed head, is handed to hyper untouched, so that
-//! hyper's checks and error answers apply to it exactly as before.
+//! including every malformed head, is handed to hyper untouched (but for
+//! header names put in lower case when the lines were asked for, which
+//! hyper reads the same), so that hyper's checks and error answers apply
+//! to it exactly as before.
 
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
@@ -299,15 +301,42 @@ mod tests {
             b"G@T / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/2.0\r\n\r\n",
             b"GET /\x01 HTTP/1.1\r\n\r\n",
+            // httparse takes this target, `http` does not: the lines were
+            // walked (and their names lowered) before that was known.
+            b"GET /<x> HTTP/1.1\r\nHost: x\r\nX-Name: Value\r\n\r\n",
         ];
-        for raw in cases {
-            let (head, rest) = take_from(raw);
-            assert!(
-                matches!(head, InboundHead::HandOff),
-                "{:?}: {head:?}",
-                String::from_utf8_lossy(raw)
+        for want_lines in [false, true] {
+            for raw in cases {
+                let mut rest = BytesMut::from(*raw);
+                let head = take(&mut rest, 8192, 100, want_lines);
+                assert!(
+                    matches!(head, InboundHead::HandOff),
+                    "{:?}: {head:?}",
+                    String::from_utf8_lossy(raw)
+                );
+                if want_lines {
+                    assert!(rest.eq_ignore_ascii_case(raw), "untouched but for case");
+                } else {
+                    assert_eq!(&rest[..], *raw, "untouched");
+                }
+            }
+        }
+    }
+
+    /// `http` takes names of at most 64 KiB; the lines path must not pass
+    /// on what the map path refuses.
+    #[test]
+    fn a_name_longer_than_http_takes_goes_to_hyper_with_or_without_lines() {
+        let name = "x".repeat(70_000);
+        let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{name}: v\r\n\r\n");
+        for want_lines in [false, true] {
+            let head = take(
+                &mut BytesMut::from(raw.as_bytes()),
+                1 << 20,
+                100,
+                want_lines,
             );
-            assert_eq!(&rest[..], *raw, "untouched");
+            assert!(matches!(head, InboundHead::HandOff), "{want_lines}");
         }
     }
 

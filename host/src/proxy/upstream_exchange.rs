@@ -341,6 +341,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = request.into_parts();
+    // Lines as received are only ever a bodiless request's headers.
+    debug_assert!(lines.is_none() || body.is_end_stream());
     let target = parts
         .uri
         .path_and_query()
