@@ -508,21 +508,30 @@ async fn request_lines_kept_as_received_go_upstream_as_a_header_map_writes_them(
     let plain = "GET /a?b=1 HTTP/1.1\r\nHost: app\r\nX-Mixed: Stays As Sent\r\nAccept: */*\r\n\r\n";
     let hop = "GET /a?b=1 HTTP/1.1\r\nHost: app\r\nX-Mixed: Stays As Sent\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
     let upload = "POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 2\r\n\r\nhi";
+    // A repeated name keeps the client's order only as received lines (a
+    // map groups it): this shows the lines path is the one taken.
+    let repeated = "GET /r HTTP/1.1\r\nHost: app\r\nX-Two: 1\r\nAccept: */*\r\nX-Two: 2\r\n\r\n";
     let last = "GET /c HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n";
     send_until_closed(
         tandem.proxy,
-        format!("{plain}{hop}{upload}{plain}{last}").as_bytes(),
+        format!("{repeated}{plain}{hop}{upload}{plain}{last}").as_bytes(),
         "the connection closes after the last request",
     )
     .await;
-    let heads: Vec<String> = upstream
+    let mut heads: Vec<String> = upstream
         .heads
         .lock()
         .unwrap()
         .iter()
         .map(|head| String::from_utf8_lossy(head).into_owned())
         .collect();
-    assert_eq!(heads.len(), 5, "{heads:#?}");
+    assert_eq!(heads.len(), 6, "{heads:#?}");
+    assert_eq!(
+        heads.remove(0),
+        "GET /r HTTP/1.1\r\nhost: app\r\nx-two: 1\r\naccept: */*\r\nx-two: 2\r\n\
+         x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n",
+        "lines as received, in the client's order"
+    );
     let expected = "GET /a?b=1 HTTP/1.1\r\nhost: app\r\nx-mixed: Stays As Sent\r\naccept: */*\r\n\
                     x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n";
     assert_eq!(heads[0], expected, "lines as received");

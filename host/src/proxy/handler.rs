@@ -278,7 +278,7 @@ impl Proxy {
     /// `RequestLines`): nothing reads heads on the way, no plugin and no
     /// recording. Asked as each head comes in.
     pub fn passes_request_lines(&self) -> bool {
-        !self.chain.load().reads_heads() && !Recording::is_on()
+        !heads_are_read(&self.chain.load())
     }
 
     /// Handles one request from `client`. `body_busy`, if the request has
@@ -298,7 +298,7 @@ impl Proxy {
         let chain = self.chain.load_full();
         let (mut parts, body) = request.into_parts();
         let lines = match lines {
-            Some(lines) if chain.reads_heads() || Recording::is_on() => {
+            Some(lines) if heads_are_read(&chain) => {
                 // Something came to read heads since this one was taken (a
                 // reload): it gets the map.
                 let Some(headers) = lines.to_header_map() else {
@@ -654,6 +654,12 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Whether something reads request heads on their way with `chain`: a
+/// plugin's hook, or the recorder.
+fn heads_are_read(chain: &Chain) -> bool {
+    chain.reads_heads() || Recording::is_on()
 }
 
 /// Puts the path of `uri` in its normal form (see `proxy::path`), so that

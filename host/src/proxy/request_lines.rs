@@ -12,10 +12,10 @@
 //! with one difference that means nothing to an application: repeated
 //! names keep the client's order (the map groups them).
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
 
-use super::header_map_pool;
+use super::header_spans::{HeaderSpans, MAX_HEADERS};
 
 /// Header lines of a request head that Tandem's own reader took, ready to
 /// go upstream. The request's header map is empty beside them.
@@ -47,24 +47,23 @@ impl RequestLines {
     /// `None` if a line does not make a header, which the reader's checks
     /// rule out.
     pub fn to_header_map(&self) -> Option<HeaderMap> {
-        let mut headers = header_map_pool::take(self.lines.len() / 16 + 2);
-        let mut rest = &self.lines[..];
-        while !rest.is_empty() {
-            let end = rest.windows(2).position(|pair| pair == b"\r\n")?;
-            let line = &rest[..end];
-            let colon = line.iter().position(|&byte| byte == b':')?;
-            let name = HeaderName::from_bytes(&line[..colon]).ok()?;
-            let value_start = colon + 2;
-            let offset = line.as_ptr() as usize - self.lines.as_ptr() as usize;
-            let value = HeaderValue::from_maybe_shared(
-                self.lines
-                    .slice(offset + value_start.min(end)..offset + end),
-            )
-            .ok()?;
-            headers.append(name, value);
-            rest = &rest[end + 2..];
-        }
-        Some(headers)
+        // Parsed again as the reader parsed them, with the blank line that
+        // ends a header section after them.
+        let mut section = BytesMut::with_capacity(self.lines.len() + 2);
+        section.extend_from_slice(&self.lines);
+        section.extend_from_slice(b"\r\n");
+        let section = section.freeze();
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Ok(httparse::Status::Complete((_, parsed))) =
+            httparse::parse_headers(&section, &mut slots)
+        else {
+            return None;
+        };
+        let spans = HeaderSpans::record(parsed, section.as_ptr());
+        spans
+            .to_header_map(&section, 0)
+            .ok()
+            .map(|(headers, _)| headers)
     }
 }
 
