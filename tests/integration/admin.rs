@@ -80,7 +80,16 @@ async fn health_readiness_plugins_and_metrics() {
         assert_eq!(reply.header("allow"), Some(allowed), "{path}");
     }
 
-    let ready = get(&tandem.admin_url("/readyz")).await;
+    // The upstream's listener closes once its aborted task is dropped,
+    // which the runtime does in its own time: asked until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let ready = loop {
+        let ready = get(&tandem.admin_url("/readyz")).await;
+        if ready.status != StatusCode::OK || std::time::Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(
         ready.status,
         StatusCode::SERVICE_UNAVAILABLE,
